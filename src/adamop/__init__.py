@@ -1,0 +1,17 @@
+"""adamop: MXNet 1.9.1's ``adam_update`` operator, bit for bit, on NumPy arrays and PyTorch tensors.
+
+Nothing is chosen or compiled at import time; backends load on first use (``adamop info``).
+"""
+from __future__ import annotations
+
+from . import backends as _backends  # noqa: F401  (registers the backends; imports none)
+from . import sparse
+from .api import adam_update, adam_update_multi
+from .dispatch import BackendUnavailableError
+from .params import AdamParams
+from .storage import RowSparseArray
+
+__version__ = "0.1.0"
+
+__all__ = ["adam_update", "adam_update_multi", "RowSparseArray", "AdamParams",
+           "BackendUnavailableError", "sparse", "__version__"]

@@ -1,0 +1,393 @@
+"""``adam_update`` and ``adam_update_multi``: validate everything, then run the chosen backend.
+
+A call has two phases. :func:`prepare` checks types, dtypes, shapes, storage, indices, aliasing
+and parameters and decides the kernel path (SPEC B §3); it writes nothing, so a bad input leaves
+every array as it was. :func:`execute` then runs a batch of prepared updates on a backend: dense
+updates that share a backend go to it in one call, so a whole model can be one launch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import _arrays, dispatch
+from .params import AdamParams, Scalars
+from .storage import RowSparseArray
+
+__all__ = ["adam_update", "adam_update_multi", "prepare", "execute", "Prepared"]
+
+_INPUTS = ("weight", "grad", "mean", "var")
+_SUPPORTED = "numpy.ndarray, torch.Tensor or adamop.RowSparseArray"
+
+
+@dataclass
+class Prepared:
+    """One validated update, ready to run: the kernel path, its arrays, and the write-backs."""
+
+    path: str                      # 'dense' | 'lazy' | 'std' | 'fallback' (runs the dense kernel)
+    device: str
+    dtype: np.dtype
+    scalars: Scalars
+    arrays: tuple                  # kernel arguments before the scalars, in the caller's library
+    result: Any                    # what the call returns
+    setup: list[Callable[[], None]] = field(default_factory=list)    # writes before the kernel
+    finish: list[Callable[[], None]] = field(default_factory=list)   # writes after the kernel
+
+    @property
+    def kernel(self) -> str:
+        return "dense" if self.path == "fallback" else self.path
+
+
+# ---- classification --------------------------------------------------------------------------
+def _classify(name: str, x: Any) -> tuple[str, Any]:
+    """('default' | 'row_sparse', the array) or TypeError. torch COO grads become RowSparseArray."""
+    if isinstance(x, RowSparseArray):
+        return "row_sparse", x
+    lib = _arrays.library(x)
+    if lib == "torch":
+        layout = _arrays.torch_layout(x)
+        if layout == "strided":
+            return "default", x
+        if layout == "sparse_coo" and name == "grad":
+            return "row_sparse", RowSparseArray.from_torch(x)
+        if layout == "sparse_coo":
+            raise TypeError(f"{name}: a torch sparse COO tensor cannot be updated in place; pass "
+                            f"a dense tensor or adamop.RowSparseArray.from_torch({name})")
+        raise TypeError(f"{name}: torch layout {layout} is not supported (csr storage is out of "
+                        f"scope); convert it with .to_dense(), or use a RowSparseArray")
+    if lib == "numpy":
+        return "default", x
+    if type(x).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name}: scipy sparse matrices ({type(x).__name__}) are not supported "
+                        f"(csr storage is out of scope); pass {name}.toarray() or a RowSparseArray")
+    raise TypeError(f"{name}: expected a {_SUPPORTED}, got {_arrays.describe(x)}; convert it with "
+                    f"numpy.asarray({name})")
+
+
+def _lib_of(stype: str, x: Any) -> str:
+    return x.library if stype == "row_sparse" else _arrays.library(x)
+
+
+def _device_of(stype: str, x: Any) -> str:
+    return x.device if stype == "row_sparse" else _arrays.device(x)
+
+
+def _dtype_of(x: Any) -> Any:
+    return _arrays.dtype(x.data if isinstance(x, RowSparseArray) else x)
+
+
+def _shape_of(x: Any) -> tuple:
+    return tuple(x.shape)
+
+
+def _buffer(stype: str, x: Any) -> Any:
+    """The memory the kernel writes for x (a RowSparseArray's data), or None."""
+    return x.data if stype == "row_sparse" else x
+
+
+def _check_common(items: list[tuple[str, str, Any]]) -> tuple[str, str, np.dtype, tuple]:
+    """Same library, device, dtype and shape for every (name, stype, array)."""
+    name0, st0, x0 = items[0]
+    lib, dev = _lib_of(st0, x0), _device_of(st0, x0)
+    for name, st, x in items[1:]:
+        if _lib_of(st, x) != lib:
+            raise TypeError(f"{name} is a {_lib_of(st, x)} array but {name0} is a {lib} array; "
+                            f"pass every array from one library")
+        if _device_of(st, x) != dev:
+            raise ValueError(f"{name} is on {_device_of(st, x)} but {name0} is on {dev}; move all "
+                             f"arrays to one device (adamop never copies between devices)")
+    for name, st, x in items:
+        dt = _dtype_of(x)
+        if dt not in _arrays.FLOAT_DTYPES:
+            raise TypeError(f"{name} has dtype {dt}; adam_update supports float16, float32 and "
+                            f"float64 (MXNet: 'only support floating point types'); convert it "
+                            f"with .astype(numpy.float32) or .float()")
+    dtype = _dtype_of(x0)
+    for name, st, x in items[1:]:
+        if _dtype_of(x) != dtype:
+            raise TypeError(f"{name} has dtype {_dtype_of(x)} but {name0} has {dtype}; all inputs "
+                            f"and out must share one dtype (there is no mixed precision)")
+    shape = _shape_of(x0)
+    for name, st, x in items[1:]:
+        if _shape_of(x) != shape:
+            raise ValueError(f"{name} has shape {_shape_of(x)} but {name0} has shape {shape}; all "
+                             f"inputs and out must have the same shape")
+    return lib, dev, dtype, shape
+
+
+def _check_writeable(name: str, x: Any) -> None:
+    if not _arrays.writeable(x):
+        raise ValueError(f"{name} is read-only, but adam_update writes it in place; pass a "
+                         f"writeable array (e.g. {name}.copy())")
+
+
+def _path(stypes: tuple[str, str, str, str], lazy_update: bool) -> str:
+    """SPEC B §3: which kernel MXNet's storage dispatch picks."""
+    w, g, m, v = stypes
+    if m != v:
+        raise ValueError(f"mean has storage {m} but var has {v}; the two states must share a "
+                         f"storage type (MXNet: 'Inconsistent storage types detected in state')")
+    if stypes == ("default",) * 4:
+        return "dense"
+    if g == "row_sparse" and m == "default" and w == "default":
+        return "lazy" if lazy_update else "std"
+    if stypes == ("row_sparse",) * 4:
+        return "lazy" if lazy_update else "std"
+    if w == g == "row_sparse" and m == "default":
+        return "std"
+    return "fallback"
+
+
+def _check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path: str,
+                    out_is_weight: bool) -> None:
+    """Arrays the kernel reads and writes may alias only as whole identical views (SPEC B §2)."""
+    views = [(n, _arrays.numpy_view(b)) for n, b in named if b is not None]
+    for i, (na, a) in enumerate(views):
+        for nb, b in views[i + 1:]:
+            if _arrays.overlap(a, b) and not ({na, nb} == {"weight", "grad"}
+                                               and _arrays.same_view(a, b)):
+                raise ValueError(f"{na} and {nb} share memory; adam_update reads {na} after "
+                                 f"writing {nb} (or the reverse), so they must be separate arrays")
+    if out is None:
+        return
+    o = _arrays.numpy_view(out)
+    for n, b in views:
+        if not _arrays.overlap(o, b):
+            continue
+        if path == "lazy" and not out_is_weight:
+            raise ValueError(f"{out_name} shares memory with {n}; with a row_sparse grad and "
+                             f"lazy_update=True, out must be weight itself or a separate array")
+        if not _arrays.same_view(o, b):
+            raise ValueError(f"{out_name} partly overlaps {n}; out may be one of the inputs "
+                             f"exactly (out=weight is the usual call) or a separate array")
+
+
+# ---- prepare ---------------------------------------------------------------------------------
+def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
+            out: Any = None, *, prefix: str = "") -> Prepared:
+    """Validate one update and plan it, writing nothing. ``prefix`` qualifies error messages."""
+    named = [(prefix + n, *_classify(prefix + n, x))
+             for n, x in zip(_INPUTS, (weight, grad, mean, var))]
+    out_st = None
+    if out is not None:
+        out_st, out = _classify(prefix + "out", out)
+        named_all = named + [(prefix + "out", out_st, out)]
+    else:
+        named_all = named
+    lib, dev, dtype, shape = _check_common(named_all)
+    (_, w_st, w), (_, g_st, g), (_, m_st, m), (_, v_st, v) = named
+    path = _path((w_st, g_st, m_st, v_st), params.lazy_update)
+
+    for name, st, x in named_all:
+        if st == "row_sparse" and not x.is_coalesced():
+            raise ValueError(f"{name} stores rows {list(x.duplicates)[:10]} more than once; "
+                             f"duplicate row indices are ambiguous (in MXNet they race); sum "
+                             f"them with {name.split('.')[-1]}.coalesce() first")
+    if path != "fallback" and w_st == "row_sparse" and not w.stores_all_rows():
+        raise ValueError(f"{prefix}weight is row_sparse with {w.nnz} of {shape[0]} rows stored; "
+                         f"the row_sparse update needs a weight that stores every row (build it "
+                         f"with RowSparseArray.from_dense(w, all_rows=True))")
+    if out is not None and (out_st == "row_sparse") != (w_st == "row_sparse"):
+        raise TypeError(f"{prefix}out has storage {out_st} but weight has {w_st}; the new weight "
+                        f"is written in the weight's storage type")
+    for name, st, x in named[2:]:
+        buf = x.data if st == "row_sparse" else x
+        if st == "default" or x.stores_all_rows():
+            _check_writeable(name, buf)
+    if out is not None and (out_st == "default" or out.stores_all_rows()):
+        _check_writeable(prefix + "out", _buffer(out_st, out))
+
+    out_is_weight = out is not None and (out is weight or (
+        out_st == w_st == "default" and dev == "cpu"
+        and _arrays.same_view(_arrays.numpy_view(out), _arrays.numpy_view(weight))))
+    setup: list[Callable[[], None]] = []
+    finish: list[Callable[[], None]] = []
+
+    def dense_buffer(st: str, x: Any, *, state: bool) -> Any:
+        """A dense array the kernel can use. A row_sparse state that lacks rows gets a temporary
+        that is stored back (every row) afterwards."""
+        if st == "default":
+            return x
+        if x.stores_all_rows():
+            return x.data
+        dense = x.todense()
+        if state:
+            finish.append(lambda: x._set_rows(dense, _arrays.arange_like(shape[0], dense)))
+        return dense
+
+    if dev == "cpu":
+        _check_aliasing([(prefix + "weight", _buffer(w_st, w)), (prefix + "grad", _buffer(g_st, g)),
+                         (prefix + "mean", _buffer(m_st, m)), (prefix + "var", _buffer(v_st, v))],
+                        None if out is None else _buffer(out_st, out), prefix + "out", path,
+                        out_is_weight)
+
+    w_arr = dense_buffer(w_st, w, state=False)
+    m_arr = dense_buffer(m_st, m, state=True)
+    v_arr = dense_buffer(v_st, v, state=True)
+
+    # The output buffer, and what the call returns.
+    if out is None:
+        o_arr = _arrays.empty_like(w_arr)
+        result = (RowSparseArray(o_arr, _arrays.arange_like(shape[0], o_arr), shape)
+                  if w_st == "row_sparse" else o_arr)
+    else:
+        result = out
+        if out_is_weight:
+            o_arr = w_arr
+        elif out_st == "default" or out.stores_all_rows():
+            o_arr = _buffer(out_st, out)
+        else:
+            o_arr = _arrays.empty_like(w_arr)
+        if out_st == "row_sparse" and o_arr is not out.data:
+            # a row_sparse out that lacks rows: write a full buffer, then store it in out
+            finish.append(lambda: out._set_rows(o_arr, _arrays.arange_like(shape[0], o_arr)))
+    if path == "lazy" and o_arr is not w_arr:
+        setup.append(lambda: _copy_into(o_arr, w_arr))   # rows the grad lacks keep the weight
+
+    if path in ("lazy", "std"):
+        arrays = (w_arr, g.data, g.indices, m_arr, v_arr, o_arr)
+    else:
+        g_arr = g.todense() if g_st == "row_sparse" else g
+        arrays = (w_arr, g_arr, m_arr, v_arr, o_arr)
+    return Prepared(path=path, device=dev, dtype=dtype, scalars=params.scalars(dtype),
+                    arrays=arrays, result=result, setup=setup, finish=finish)
+
+
+def _copy_into(dst: Any, src: Any) -> None:
+    if isinstance(dst, np.ndarray):
+        np.copyto(dst, src)
+    else:
+        dst.copy_(src)
+
+
+# ---- execute ---------------------------------------------------------------------------------
+def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any]:
+    """Run prepared updates; dense ones sharing a backend go to it in one batched call."""
+    by_device: dict[str, list[Prepared]] = {}
+    for u in updates:
+        by_device.setdefault(u.device, []).append(u)
+    chosen = {dev: dispatch.select(dev, backend) for dev in by_device}   # raises before writing
+    for dev, group in by_device.items():
+        spec, module = chosen[dev]
+        lib = spec.array_library
+        for u in group:
+            for step in u.setup:
+                step()
+        dense = [tuple(_arrays.as_library(a, lib) for a in u.arrays) + (u.scalars,)
+                 for u in group if u.kernel == "dense"]
+        if dense:
+            module.adam_dense_multi(dense)
+        for u in group:
+            if u.kernel != "dense":
+                kernel = module.adam_lazy if u.kernel == "lazy" else module.adam_std
+                kernel(*(_arrays.as_library(a, lib) for a in u.arrays), u.scalars)
+        for u in group:
+            for step in u.finish:
+                step()
+    return [u.result for u in updates]
+
+
+# ---- public API ------------------------------------------------------------------------------
+def adam_update(weight: Any, grad: Any, mean: Any, var: Any, *, lr: Any, beta1: Any = 0.9,
+                beta2: Any = 0.999, epsilon: Any = 1e-8, wd: Any = 0.0, rescale_grad: Any = 1.0,
+                clip_gradient: Any = -1.0, lazy_update: Any = True, out: Any = None,
+                backend: str | None = None) -> Any:
+    r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``mean`` and ``var`` change in place.
+
+    .. math::
+
+        g = \mathrm{clip}(\mathrm{grad}\cdot rescale\_grad + wd\cdot w),\quad
+        m \leftarrow \beta_1 m + (1-\beta_1) g,\quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
+        w' = w - \frac{lr\, m}{\sqrt{v} + \epsilon}
+
+    No bias correction (fold it into ``lr``, as ``mx.optimizer.Adam`` does). Hyperparameters are
+    parsed like MXNet's (``str(value)`` to float32 by dmlc-core, then cast to the dtype).
+
+    Args:
+        weight, grad, mean, var: ``numpy.ndarray``, ``torch.Tensor`` or ``RowSparseArray`` of one
+            dtype (float16/32/64) and shape; a torch sparse COO ``grad`` is accepted too.
+        lr: learning rate (required). beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
+            lazy_update: as in MXNet (clipping is on iff ``clip_gradient >= 0``).
+        out: where to write the new weight (``out=weight`` updates in place).
+        backend: force a backend by name (``adamop info`` lists them); default: the best one.
+
+    Returns:
+        ``out`` if given, else a new array of the weight's kind holding the new weight.
+
+    Raises:
+        TypeError, ValueError: on any bad input, before anything is written.
+
+    Examples:
+        >>> import numpy as np, adamop
+        >>> w, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+        >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
+        >>> adamop.adam_update(w, g, m, v, lr=0.1, out=w)
+        array([0.6837703, 0.6837703, 0.6837703], dtype=float32)
+        >>> m
+        array([0.05, 0.05, 0.05], dtype=float32)
+    """
+    params = AdamParams.from_kwargs(dict(
+        lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon, wd=wd, rescale_grad=rescale_grad,
+        clip_gradient=clip_gradient, lazy_update=lazy_update))
+    return execute([prepare(weight, grad, mean, var, params, out)], backend)[0]
+
+
+def _per_tensor(name: str, value: Any, n: int) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} values for {n} tensors; give one value or "
+                             f"one per tensor")
+        return list(value)
+    if _arrays.library(value) is not None:
+        raise TypeError(f"{name} must be a number or a list of numbers, got an array")
+    return [value] * n
+
+
+def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Sequence[Any],
+                      vars: Sequence[Any], *, lr: Any, beta1: Any = 0.9, beta2: Any = 0.999,
+                      epsilon: Any = 1e-8, wd: Any = 0.0, rescale_grad: Any = 1.0,
+                      clip_gradient: Any = -1.0, lazy_update: Any = True,
+                      out: Sequence[Any] | None = None, backend: str | None = None) -> list[Any]:
+    """:func:`adam_update` over many parameters at once, in as few backend calls as possible.
+
+    Each hyperparameter is one value for all tensors or a list with one value per tensor. Every
+    update is validated before any array is written. Returns the list of new weights.
+
+    Examples:
+        >>> import numpy as np, adamop
+        >>> ws = [np.ones(2, np.float32), np.ones(3, np.float64)]
+        >>> gs = [np.ones_like(w) for w in ws]
+        >>> ms, vs = [np.zeros_like(w) for w in ws], [np.zeros_like(w) for w in ws]
+        >>> _ = adamop.adam_update_multi(ws, gs, ms, vs, lr=[0.1, 0.2], out=ws)
+        >>> ws[1]
+        array([0.8, 0.8, 0.8])
+    """
+    lists = {"weights": weights, "grads": grads, "means": means, "vars": vars}
+    if out is not None:
+        lists["out"] = out
+    for name, seq in lists.items():
+        if not isinstance(seq, (list, tuple)):
+            raise TypeError(f"{name} must be a list or tuple of arrays, got {type(seq).__name__}")
+    n = len(weights)
+    for name, seq in lists.items():
+        if len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries but weights has {n}; give one entry "
+                             f"per parameter")
+    hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "epsilon": epsilon, "wd": wd,
+             "rescale_grad": rescale_grad, "clip_gradient": clip_gradient,
+             "lazy_update": lazy_update}
+    per = {k: _per_tensor(k, v, n) for k, v in hyper.items()}
+    prepared = []
+    for i in range(n):
+        params = AdamParams.from_kwargs({k: per[k][i] for k in hyper}, op_name=f"tensor {i}")
+        prepared.append(prepare(weights[i], grads[i], means[i], vars[i], params,
+                                None if out is None else out[i], prefix=f"[{i}] "))
+    return execute(prepared, backend)
+
+
+def params_from_mapping(kwargs: Mapping[str, Any]) -> AdamParams:
+    """Parse MXNet-style keyword parameters (helper for the symbolic front end)."""
+    return AdamParams.from_kwargs(kwargs, allow_dunder=True)

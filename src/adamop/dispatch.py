@@ -1,0 +1,112 @@
+"""Backend registry and selection: which kernel runs a call, and why.
+
+Backends are registered explicitly (no discovery) and loaded on first use; nothing is imported or
+compiled when ``adamop`` is imported. An automatic choice takes the best available backend for
+the arrays' device and falls back quietly; an explicit ``backend=`` that cannot run raises
+:class:`BackendUnavailableError` with the reason.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable
+
+__all__ = ["KernelSpec", "BackendUnavailableError", "register", "registry", "select", "explain"]
+
+
+class BackendUnavailableError(ValueError):
+    """An explicitly requested backend cannot run these arrays (the message says why)."""
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """A backend: where it runs, what it needs, and the module that holds its kernels.
+
+    The module defines ``adam_dense``, ``adam_lazy``, ``adam_std`` and ``adam_dense_multi`` with
+    the contract of :mod:`adamop.reference`, over NumPy arrays (``array_library='numpy'``) or
+    torch tensors (``'torch'``).
+    """
+
+    name: str
+    module: str
+    devices: tuple[str, ...]
+    array_library: str
+    priority: int
+    requires: tuple[str, ...] = ()
+    probe: Callable[[], str | None] | None = field(default=None, compare=False)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.array_library not in ("numpy", "torch"):
+            raise ValueError(f"KernelSpec {self.name}: array_library must be 'numpy' or 'torch'")
+        if not self.devices:
+            raise ValueError(f"KernelSpec {self.name}: needs at least one device")
+
+    def unavailable_reason(self) -> str | None:
+        """None if the backend can be loaded here, else why not (without importing it)."""
+        for package in self.requires:
+            if importlib.util.find_spec(package) is None:
+                return f"the package {package!r} is not installed (pip install {package})"
+        if self.probe is not None:
+            return self.probe()
+        return None
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+_REGISTRY: dict[str, KernelSpec] = {}
+
+
+def register(spec: KernelSpec) -> KernelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a backend named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def registry() -> list[KernelSpec]:
+    """All registered backends, best first."""
+    return sorted(_REGISTRY.values(), key=lambda s: -s.priority)
+
+
+def _rejection(spec: KernelSpec, device: str) -> str | None:
+    if device not in spec.devices:
+        return f"runs on {'/'.join(spec.devices)}, the arrays are on {device}"
+    return spec.unavailable_reason()
+
+
+def explain(device: str = "cpu") -> list[tuple[str, str | None]]:
+    """(backend name, reason it cannot run on ``device`` or None) for every backend, best first."""
+    return [(spec.name, _rejection(spec, device)) for spec in registry()]
+
+
+def select(device: str, explicit: str | None = None) -> tuple[KernelSpec, ModuleType]:
+    """The backend for arrays on ``device``: ``explicit`` if given, else ``$ADAMOP_BACKEND`` if
+    set, else the best available one."""
+    explicit = explicit or os.environ.get("ADAMOP_BACKEND") or None
+    if explicit is not None:
+        spec = _REGISTRY.get(explicit)
+        if spec is None:
+            raise BackendUnavailableError(
+                f"unknown backend {explicit!r}; expected one of {', '.join(_REGISTRY)} "
+                f"(see `adamop info`)")
+        reason = _rejection(spec, device)
+        if reason is not None:
+            raise BackendUnavailableError(
+                f"backend {explicit!r} cannot run these arrays: {reason}. Leave backend=None to "
+                f"choose automatically (see `adamop info`)")
+        return spec, spec.load()
+    reasons = []
+    for spec in registry():
+        reason = _rejection(spec, device)
+        if reason is None:
+            try:
+                return spec, spec.load()
+            except Exception as exc:   # an automatic choice falls back quietly
+                reason = f"failed to load: {exc}"
+        reasons.append(f"{spec.name}: {reason}")
+    raise BackendUnavailableError(f"no backend can run arrays on {device}: " + "; ".join(reasons))

@@ -1,0 +1,40 @@
+"""Bit-exact comparison: same shape and dtype, NaN matches any NaN, the sign of zero counts."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    from adamop import RowSparseArray
+    if isinstance(x, RowSparseArray):
+        x = x.todense()
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def mismatch(actual: Any, expected: Any) -> str | None:
+    """None if bit-identical, else a description of the first differences."""
+    a, e = to_numpy(actual), to_numpy(expected)
+    if a.shape != e.shape or a.dtype != e.dtype:
+        return f"shape/dtype {a.shape} {a.dtype} != expected {e.shape} {e.dtype}"
+    uint = np.dtype(f"u{a.dtype.itemsize}")
+    an, en = np.isnan(a), np.isnan(e)
+    same = (an & en) | (~an & ~en & (a.view(uint) == e.view(uint)))
+    if same.all():
+        return None
+    bad = np.argwhere(~same)
+    lines = [f"{int((~same).sum())} of {a.size} elements differ; first:"]
+    for idx in bad[:5]:
+        i = tuple(int(k) for k in idx)
+        lines.append(f"  {i}: got {a[i]!r} ({a[i].view(uint)!r:}) expected {e[i]!r} "
+                     f"({e[i].view(uint)!r})")
+    return "\n".join(lines)
+
+
+def assert_bitexact(actual: Any, expected: Any, what: str = "") -> None:
+    msg = mismatch(actual, expected)
+    if msg is not None:
+        raise AssertionError(f"{what}: {msg}" if what else msg)
