@@ -1,0 +1,31 @@
+"""Shared fixtures: every CPU backend runs every parametrised test, so a new backend is tested
+automatically; an unavailable one skips with its reason."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/bitexact.py, mxnet_oracle.py
+
+from adamop import dispatch  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+CPU_BACKENDS = [s.name for s in dispatch.registry() if "cpu" in s.devices]
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def backend(request) -> str:
+    """Name of a CPU backend; skips (with the reason) where it is not available."""
+    spec = next(s for s in dispatch.registry() if s.name == request.param)
+    reason = spec.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"backend {spec.name} unavailable: {reason}")
+    return spec.name
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20241125)
