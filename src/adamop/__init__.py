@@ -5,13 +5,14 @@ Nothing is chosen or compiled at import time; backends load on first use (``adam
 from __future__ import annotations
 
 from . import backends as _backends  # noqa: F401  (registers the backends; imports none)
-from . import sparse
+from . import sparse, sym
 from .api import adam_update, adam_update_multi
 from .dispatch import BackendUnavailableError
+from .optimizer import bias_corrected_lr
 from .params import AdamParams
 from .storage import RowSparseArray
 
 __version__ = "0.1.0"
 
 __all__ = ["adam_update", "adam_update_multi", "RowSparseArray", "AdamParams",
-           "BackendUnavailableError", "sparse", "__version__"]
+           "BackendUnavailableError", "bias_corrected_lr", "sparse", "sym", "__version__"]

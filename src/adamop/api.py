@@ -74,6 +74,12 @@ def _device_of(stype: str, x: Any) -> str:
     return x.device if stype == "row_sparse" else _arrays.device(x)
 
 
+def _device_name(stype: str, x: Any) -> str:
+    """'cpu', 'cuda:0', 'cuda:1', ...: the device including its index."""
+    t = _buffer(stype, x)
+    return str(t.device) if _arrays.is_torch_tensor(t) else "cpu"
+
+
 def _dtype_of(x: Any) -> Any:
     return _arrays.dtype(x.data if isinstance(x, RowSparseArray) else x)
 
@@ -95,9 +101,10 @@ def _check_common(items: list[tuple[str, str, Any]]) -> tuple[str, str, np.dtype
         if _lib_of(st, x) != lib:
             raise TypeError(f"{name} is a {_lib_of(st, x)} array but {name0} is a {lib} array; "
                             f"pass every array from one library")
-        if _device_of(st, x) != dev:
-            raise ValueError(f"{name} is on {_device_of(st, x)} but {name0} is on {dev}; move all "
-                             f"arrays to one device (adamop never copies between devices)")
+        if _device_name(st, x) != _device_name(st0, x0):   # with the index: cuda:0 != cuda:1
+            raise ValueError(f"{name} is on {_device_name(st, x)} but {name0} is on "
+                             f"{_device_name(st0, x0)}; move all arrays to one device (adamop "
+                             f"never copies between devices)")
     for name, st, x in items:
         dt = _dtype_of(x)
         if dt not in _arrays.FLOAT_DTYPES:
@@ -230,8 +237,10 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
     # The output buffer, and what the call returns.
     if out is None:
         o_arr = _arrays.empty_like(w_arr)
+        # The output takes the weight's storage, except on the fallback, whose new array MXNet
+        # returns dense.
         result = (RowSparseArray(o_arr, _arrays.arange_like(shape[0], o_arr), shape)
-                  if w_st == "row_sparse" else o_arr)
+                  if w_st == "row_sparse" and path != "fallback" else o_arr)
     else:
         result = out
         if out_is_weight:
@@ -245,6 +254,17 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
             finish.append(lambda: out._set_rows(o_arr, _arrays.arange_like(shape[0], o_arr)))
     if path == "lazy" and o_arr is not w_arr:
         setup.append(lambda: _copy_into(o_arr, w_arr))   # rows the grad lacks keep the weight
+    if path == "fallback":
+        # MXNet stores a fallback's results with a dense->row_sparse cast, which keeps only rows
+        # holding a non-zero: an all-zero row (even of -0.0) is dropped and reads back as +0.0.
+        for st, x in ((m_st, m), (v_st, v), (out_st, out)):
+            if st == "row_sparse":
+                finish.append(lambda x=x: _store_nonzero_rows(x))
+
+    if lib == "torch":
+        # Writes through a NumPy view (or a kernel) bypass autograd's version counter; bump it
+        # as an in-place torch op would, so autograd notices a saved tensor that changed.
+        finish.append(lambda: _bump_versions(m_arr, v_arr, o_arr))
 
     if path in ("lazy", "std"):
         arrays = (w_arr, g.data, g.indices, m_arr, v_arr, o_arr)
@@ -253,6 +273,17 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
         arrays = (w_arr, g_arr, m_arr, v_arr, o_arr)
     return Prepared(path=path, device=dev, dtype=dtype, scalars=params.scalars(dtype),
                     arrays=arrays, result=result, setup=setup, finish=finish)
+
+
+def _store_nonzero_rows(x: RowSparseArray) -> None:
+    kept = RowSparseArray.from_dense(x.todense())
+    x._set_rows(kept.data, kept.indices)
+
+
+def _bump_versions(*tensors: Any) -> None:
+    from torch.autograd.graph import increment_version
+    for t in tensors:
+        increment_version(t)
 
 
 def _copy_into(dst: Any, src: Any) -> None:
@@ -293,7 +324,7 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
 def adam_update(weight: Any, grad: Any, mean: Any, var: Any, *, lr: Any, beta1: Any = 0.9,
                 beta2: Any = 0.999, epsilon: Any = 1e-8, wd: Any = 0.0, rescale_grad: Any = 1.0,
                 clip_gradient: Any = -1.0, lazy_update: Any = True, out: Any = None,
-                backend: str | None = None) -> Any:
+                backend: str | None = None, **unknown: Any) -> Any:
     r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``mean`` and ``var`` change in place.
 
     .. math::
@@ -326,13 +357,22 @@ def adam_update(weight: Any, grad: Any, mean: Any, var: Any, *, lr: Any, beta1: 
         >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
         >>> adamop.adam_update(w, g, m, v, lr=0.1, out=w)
         array([0.6837703, 0.6837703, 0.6837703], dtype=float32)
-        >>> m
-        array([0.05, 0.05, 0.05], dtype=float32)
+        >>> m   # (1 - 0.9f) * 0.5 in float32, as MXNet 1.9.1 prints it
+        array([0.05000001, 0.05000001, 0.05000001], dtype=float32)
     """
+    _refuse_unknown("adam_update", unknown)
     params = AdamParams.from_kwargs(dict(
         lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon, wd=wd, rescale_grad=rescale_grad,
         clip_gradient=clip_gradient, lazy_update=lazy_update))
     return execute([prepare(weight, grad, mean, var, params, out)], backend)[0]
+
+
+def _refuse_unknown(function: str, unknown: Mapping[str, Any]) -> None:
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(f"{function}: unknown keyword argument(s) {names}; expected lr, beta1, "
+                        f"beta2, epsilon, wd, rescale_grad, clip_gradient, lazy_update, out or "
+                        f"backend (MXNet's names; check the spelling)")
 
 
 def _per_tensor(name: str, value: Any, n: int) -> list[Any]:
@@ -350,7 +390,8 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
                       vars: Sequence[Any], *, lr: Any, beta1: Any = 0.9, beta2: Any = 0.999,
                       epsilon: Any = 1e-8, wd: Any = 0.0, rescale_grad: Any = 1.0,
                       clip_gradient: Any = -1.0, lazy_update: Any = True,
-                      out: Sequence[Any] | None = None, backend: str | None = None) -> list[Any]:
+                      out: Sequence[Any] | None = None, backend: str | None = None,
+                      **unknown: Any) -> list[Any]:
     """:func:`adam_update` over many parameters at once, in as few backend calls as possible.
 
     Each hyperparameter is one value for all tensors or a list with one value per tensor. Every
@@ -362,9 +403,10 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
         >>> gs = [np.ones_like(w) for w in ws]
         >>> ms, vs = [np.zeros_like(w) for w in ws], [np.zeros_like(w) for w in ws]
         >>> _ = adamop.adam_update_multi(ws, gs, ms, vs, lr=[0.1, 0.2], out=ws)
-        >>> ws[1]
-        array([0.8, 0.8, 0.8])
+        >>> ws[1]   # MXNet 1.9.1 gives the same for a float64 weight and lr=0.2
+        array([0.36754044, 0.36754044, 0.36754044])
     """
+    _refuse_unknown("adam_update_multi", unknown)
     lists = {"weights": weights, "grads": grads, "means": means, "vars": vars}
     if out is not None:
         lists["out"] = out

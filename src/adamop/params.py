@@ -7,6 +7,7 @@ therefore starts here, long before any arithmetic.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -50,6 +51,7 @@ def _uint64_to_float32(n: int) -> np.float32:
         return np.float32(np.ldexp(np.float32(mantissa), shift))
 
 
+@functools.lru_cache(maxsize=4096)   # training loops send the same few strings every step
 def _dmlc_strtof(text: str) -> tuple[np.float32, int, bool]:
     """dmlc ``ParseFloat<float, CheckRange=true>``: returns (value, characters used, out_of_range)."""
     p, n = 0, len(text)
@@ -141,7 +143,7 @@ def dmlc_parse_float32(name: str, value: Any) -> np.float32:
     if out_of_range:
         raise ValueError(f"Out of range value for {name}: {text!r} (MXNet parses parameters as "
                          f"float32 and rejects decimal exponents beyond 38); {_HINT} "
-                         f"between about 1e-38 and 3.4e38")
+                         f"between about 1.2e-38 and 3.4e38")
     if used == 0:
         raise ValueError(f"Invalid value for {name}: expected a float, got {text!r} "
                          f"(received {type(value).__name__}); {_HINT}")
@@ -212,7 +214,8 @@ class AdamParams:
             if key == "lazy_update":
                 values[key] = dmlc_parse_bool(key, text)
                 continue
-            parsed = dmlc_parse_float32(key, text)
+            # the original value, so the message can name its type (str(value) == text)
+            parsed = dmlc_parse_float32(key, kwargs[key])
             if not math.isfinite(parsed):
                 raise ValueError(f"{op_name}: {key}={text!r} is not finite; adamop refuses NaN and "
                                  f"infinite hyperparameters (MXNet accepts them silently and "

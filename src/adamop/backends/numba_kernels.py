@@ -1,0 +1,330 @@
+"""The Numba kernels: one ``prange`` loop per path, the math of :mod:`adamop.reference`.
+
+Every kernel is compiled on first call (not at import) with ``parallel=True, cache=True`` and
+without ``fastmath``: LLVM then keeps each multiply, add, divide and sqrt a separately rounded IEEE
+operation (no FMA contraction, no reassociation), which is what bit-exactness needs.
+
+float16 is carried as its ``uint16`` bits. Each value is widened to float32 (exact), every
+operation is done in float32 and rounded back to the nearest float16 (ties to even) before the
+next one uses it. float32 has 24 >= 2*11 + 2 bits, so this equals native float16 arithmetic and
+NumPy's float16 ufuncs (SPEC B §1.3). The rounding is written with integer bit operations and
+selects, so LLVM can vectorise it.
+
+Arrays are 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) of any layout; ``sc`` holds the
+scalars ``lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, 1-beta1, 1-beta2`` in the
+compute type (float32 for float16 arrays: every float16 scalar is a float32 exactly).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic, overload
+
+_JIT = dict(parallel=True, cache=True)      # never fastmath: it would allow FMA and reordering
+# Loop bodies are inlined at Numba IR level: a call left in a loop stops LLVM's vectoriser
+# (measured: no vsqrtps/vdivps, 2-4x slower). The float16 conversions stay calls: inlining their
+# ~15 copies per element made one compile take ~50 s.
+_INLINE = dict(cache=True, inline="always")
+_CALL = dict(cache=True)
+
+_TWO_POW_24 = np.float32(2.0 ** 24)
+_TWO_POW_23 = np.float32(2.0 ** 23)
+_TWO_POW_M24 = np.float32(2.0 ** -24)
+_CHUNK = 1 << 15   # elements per work item of the batched kernel (~128 KiB per fp32 array)
+_STD_BLOCK = 1 << 14   # elements per work item of the standard row_sparse kernel
+
+
+# ---- bit casts and raw pointers ------------------------------------------------------------
+@intrinsic
+def _bits(typingctx, x):
+    """float32 -> its uint32 bit pattern."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _float(typingctx, u):
+    """uint32 bit pattern -> float32."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)) if sig.args[0].bitwidth > 32
+                               else args[0], ir.FloatType())
+    return types.float32(u), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """An int64 address -> a pointer to ``like``'s dtype (for :func:`numba.carray`)."""
+    ptr_type = types.CPointer(like.dtype)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr_type))
+    return ptr_type(address, like), codegen
+
+
+@intrinsic
+def _peek(typingctx, address, width):
+    """The integer of ``width`` (a literal 4 or 8) bytes stored at ``address``."""
+    bits = width.literal_value * 8 if isinstance(width, types.IntegerLiteral) else 64
+    result = types.int64 if bits == 64 else types.int32
+
+    def codegen(context, builder, sig, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(bits).as_pointer())
+        return builder.load(ptr)
+    return result(address, width), codegen
+
+
+@njit(cache=True)
+def inspect_arrays(ids, head):
+    """Data address, size and usability of NumPy arrays given their ``id()``, read from the
+    public ``PyArrayObject_fields`` struct (after ``head`` bytes of object header: ``data``,
+    ``nd``, ``dimensions``, ``strides``, ``base``, ``descr``, ``flags``), ~50x faster than
+    ``__array_interface__`` per array. The caller keeps the arrays alive and checks the layout
+    once against ``__array_interface__`` before trusting it.
+
+    ``ok[t]`` is true when all of row t's arrays are C-contiguous and aligned, with equal sizes.
+    """
+    rows, cols = ids.shape
+    addr = np.empty((rows, cols), np.int64)
+    size = np.empty(rows, np.int64)
+    ok = np.empty(rows, np.bool_)
+    for t in range(rows):
+        good = True
+        for j in range(cols):
+            obj = ids[t, j]
+            addr[t, j] = _peek(obj + head, 8)
+            nd = _peek(obj + head + 8, 4)
+            dims = _peek(obj + head + 16, 8)
+            n = 1
+            for d in range(nd):
+                n *= _peek(dims + 8 * d, 8)
+            flags = _peek(obj + head + 48, 4)
+            good = good and (flags & 0x101) == 0x101 and (j == 0 or n == size[t])
+            if j == 0:
+                size[t] = n
+        ok[t] = good
+    return addr, size, ok
+
+
+# ---- float16 <-> float32 ----------------------------------------------------------------------
+@njit(**_CALL)
+def round_half(x):
+    """The float16 value nearest to float32 ``x`` (ties to even), as a float32; overflow -> inf."""
+    u = np.int64(_bits(x))
+    a = u & 0x7FFFFFFF
+    # normal float16 range: drop the 13 low mantissa bits, ties to even (a carry may bump the
+    # exponent, which is the correct rounding up to the next binade)
+    normal = (a + 0xFFF + ((a >> 13) & 1)) & 0x7FFFE000
+    # subnormal float16 range: |x| * 2^24 < 2^10 is exact; adding and subtracting 2^23 rounds it to
+    # an integer with the FPU's ties-to-even, and * 2^-24 is exact again
+    y = _float(a) * _TWO_POW_24
+    sub = np.int64(_bits(((y + _TWO_POW_23) - _TWO_POW_23) * _TWO_POW_M24))
+    r = normal if a >= 0x38800000 else sub
+    r = 0x7F800000 if a >= 0x477FF000 else r     # beyond 65504 + half an ulp: inf
+    r = a if a > 0x7F800000 else r                # NaN stays NaN
+    return _float(r | (u & 0x80000000))
+
+
+@njit(**_CALL)
+def half_to_float(h):
+    """float16 bits -> float32 (exact)."""
+    h = np.int64(h)
+    e = (h >> 10) & 0x1F
+    sub = np.int64(_bits(np.float32(h & 0x3FF) * _TWO_POW_M24))
+    r = ((h & 0x7FFF) << 13) + 0x38000000
+    r = sub if e == 0 else r
+    r = 0x7F800000 | ((h & 0x3FF) << 13) if e == 0x1F else r
+    return _float(r | ((h & 0x8000) << 16))
+
+
+@njit(**_CALL)
+def float_to_half(x):
+    """float32 -> float16 bits, rounding to nearest even (NaN becomes a quiet NaN)."""
+    u = np.int64(_bits(round_half(x)))
+    a = u & 0x7FFFFFFF
+    sub = np.int64(_float(a) * _TWO_POW_24)    # exact: a is a multiple of 2^-24 here
+    r = (a - 0x38000000) >> 13 if a >= 0x38800000 else sub
+    r = 0x7C00 if a == 0x7F800000 else r
+    r = 0x7E00 | ((a >> 13) & 0x3FF) if a > 0x7F800000 else r
+    return np.uint16(r | ((u >> 16) & 0x8000))
+
+
+# ---- loads, stores and rounding, specialised on the array dtype at compile time --------------
+def _ld(a, i):
+    """a[i] in the compute type."""
+
+
+def _st(a, i, x):
+    """a[i] = x from the compute type."""
+
+
+def _r(x, like):
+    """x rounded to ``like``'s dtype (float16 arrays round; float32/64 are already exact)."""
+
+
+@overload(_ld, inline="always")
+def _ld_impl(a, i):
+    if a.dtype == types.uint16:
+        return lambda a, i: half_to_float(a[i])
+    return lambda a, i: a[i]
+
+
+@overload(_st, inline="always")
+def _st_impl(a, i, x):
+    if a.dtype == types.uint16:
+        def store_half(a, i, x):
+            a[i] = float_to_half(x)
+        return store_half
+
+    def store(a, i, x):
+        a[i] = x
+    return store
+
+
+@overload(_r, inline="always")
+def _r_impl(x, like):
+    if like.dtype == types.uint16:
+        return lambda x, like: round_half(x)
+    return lambda x, like: x
+
+
+# ---- the update of one element ------------------------------------------------------------
+@njit(**_INLINE)
+def _tail(w, g, m, v, sc, clip, square_first, h):
+    """Clip, the moments and the new weight from the rescaled gradient ``g`` (reference._step)."""
+    c = sc[6]
+    if clip:
+        # (g > c) ? c : ((g < -c) ? -c : g): NaN passes, +-inf become +-c
+        g = c if g > c else (-c if g < -c else g)
+    m = _r(_r(sc[1] * m, h) + _r(sc[7] * g, h), h)
+    if square_first:
+        t = _r(sc[8] * _r(g * g, h), h)
+    else:
+        t = _r(_r(sc[8] * g, h) * g, h)
+    v = _r(_r(sc[2] * v, h) + t, h)
+    w = _r(w - _r(_r(sc[0] * m, h) / _r(_r(np.sqrt(v), h) + sc[3], h), h), h)
+    return w, m, v
+
+
+@njit(**_INLINE)
+def _dense_range(w, g, m, v, out, lo, hi, sc, clip):
+    # unsigned bounds: Numba then skips negative-index wraparound, which otherwise stops LLVM
+    # from vectorising the loop (measured: 2-3x slower)
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        wi = _ld(w, i)
+        gi = _r(_r(_ld(g, i) * sc[5], w) + _r(wi * sc[4], w), w)
+        wn, mn, vn = _tail(wi, gi, _ld(m, i), _ld(v, i), sc, clip, False, w)
+        _st(m, i, mn)
+        _st(v, i, vn)
+        _st(out, i, wn)
+
+
+# ---- kernels ------------------------------------------------------------------------------
+@njit(**_JIT)
+def dense(w, g, m, v, out, sc, clip):
+    """The dense update over 1-D arrays; ``out`` is written last (it may be any input)."""
+    n = w.shape[0]
+    for k in prange((n + _CHUNK - 1) // _CHUNK):
+        _dense_range(w, g, m, v, out, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip)
+
+
+@njit(**_JIT)
+def dense_inplace(w, g, m, v, sc, clip):
+    """``dense`` with ``out=w``: one pointer for both, so LLVM needs no overlap check."""
+    n = w.shape[0]
+    for k in prange((n + _CHUNK - 1) // _CHUNK):
+        _dense_range(w, g, m, v, w, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip)
+
+
+@njit(**_JIT)
+def dense_multi(addr, items, sc, clip, like):
+    """Many contiguous tensors of one dtype in one parallel loop.
+
+    ``addr[t]`` holds the data addresses of task t's weight, grad, mean, var and out (the caller
+    keeps the arrays alive); ``items[k] = (task, start, stop, scalar row)`` is one chunk of work;
+    ``sc[row]`` and ``clip[row]`` are that task's scalars.
+    """
+    for k in prange(items.shape[0]):
+        t, lo, hi, row = items[k, 0], items[k, 1], items[k, 2], items[k, 3]
+        w = carray(_pointer(addr[t, 0], like), hi)
+        g = carray(_pointer(addr[t, 1], like), hi)
+        m = carray(_pointer(addr[t, 2], like), hi)
+        v = carray(_pointer(addr[t, 3], like), hi)
+        if addr[t, 4] == addr[t, 0]:
+            _dense_range(w, g, m, v, w, lo, hi, sc[row], clip[row] != 0)
+        else:
+            out = carray(_pointer(addr[t, 4], like), hi)
+            _dense_range(w, g, m, v, out, lo, hi, sc[row], clip[row] != 0)
+
+
+@njit(**_JIT)
+def lazy(w, gd, idx, m, v, out, sc, clip):
+    """Lazy row_sparse: only rows ``idx`` change; v squares first iff clipping (SPEC B §3)."""
+    n = w.shape[1]
+    for k in prange(idx.shape[0]):
+        r = idx[k]
+        wr, gr, mr, vr, orow = w[r], gd[k], m[r], v[r], out[r]
+        for j in range(n):
+            wi = _ld(wr, j)
+            gi = _r(_r(_ld(gr, j) * sc[5], w) + _r(wi * sc[4], w), w)
+            wn, mn, vn = _tail(wi, gi, _ld(mr, j), _ld(vr, j), sc, clip, clip, w)
+            _st(mr, j, mn)
+            _st(vr, j, vn)
+            _st(orow, j, wn)
+
+
+@njit(**_JIT)
+def std(w, gd, idx, m, v, out, sc, clip):
+    """Standard row_sparse: every row; rows without a grad row use ``g = w*wd`` alone."""
+    rows, n = w.shape[0], w.shape[1]
+    block = max(1, _STD_BLOCK // max(n, 1))
+    for b in prange((rows + block - 1) // block):
+        r0, r1 = b * block, min(rows, (b + 1) * block)
+        k = np.searchsorted(idx, r0)
+        for r in range(r0, r1):
+            wr, mr, vr, orow = w[r], m[r], v[r], out[r]
+            if k < idx.shape[0] and idx[k] == r:
+                gr = gd[k]
+                k += 1
+                for j in range(n):
+                    wi = _ld(wr, j)
+                    gi = _r(_r(_ld(gr, j) * sc[5], w) + _r(wi * sc[4], w), w)
+                    wn, mn, vn = _tail(wi, gi, _ld(mr, j), _ld(vr, j), sc, clip, True, w)
+                    _st(mr, j, mn)
+                    _st(vr, j, vn)
+                    _st(orow, j, wn)
+            else:
+                for j in range(n):
+                    wi = _ld(wr, j)
+                    wn, mn, vn = _tail(wi, _r(wi * sc[4], w), _ld(mr, j), _ld(vr, j), sc, clip,
+                                       True, w)
+                    _st(mr, j, mn)
+                    _st(vr, j, vn)
+                    _st(orow, j, wn)
+
+
+@njit(**_JIT)
+def limit(w, g, m, v):
+    """The same-pattern limit for benchmarks: read 4 arrays, write 3 in place, trivial math."""
+    n = w.shape[0]
+    for k in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(np.uint64(k * _CHUNK), np.uint64(min(n, (k + 1) * _CHUNK))):
+            a, b, c, d = w[i], g[i], m[i], v[i]
+            m[i] = c + b
+            v[i] = d + b
+            w[i] = a + d
+
+
+@njit(**_JIT)
+def half_from_float(x, out):
+    """float32 -> float16 bits over arrays (exposed for the conversion's exhaustive test)."""
+    for i in prange(x.shape[0]):
+        out[i] = float_to_half(x[i])
+
+
+@njit(**_JIT)
+def float_from_half(h, out):
+    """float16 bits -> float32 over arrays (exposed for tests)."""
+    for i in prange(h.shape[0]):
+        out[i] = half_to_float(h[i])

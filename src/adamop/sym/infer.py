@@ -1,0 +1,138 @@
+"""Shape, dtype and storage-type inference over a graph (MXNet's InferShape/InferType passes).
+
+Shapes and dtypes are elementwise for ``adam_update``: the four inputs and the output must all
+agree, so one known slot fixes the rest, and facts flow through shared variables until nothing
+changes. The first known slot (in input order, then the output) is what the others are held to,
+as in MXNet's ``ElemwiseAttr``; a disagreement raises a ValueError naming the node and the input.
+Storage types flow forward only (the op's rule, :mod:`adamop.sym.ops`).
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any, Sequence
+
+import numpy as np
+
+from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node, Symbol
+
+__all__ = ["infer"]
+
+_FLAG_DTYPES = {str(flag): dt for dt, flag in DTYPE_FLAGS.items()}
+_ID_STYPES = {str(i): st for st, i in STYPE_IDS.items()}
+_WHAT = {"shape": "shape", "dtype": "dtype", "stype": "storage type"}
+
+
+def _normalise(kind: str, value: Any, where: str) -> Any:
+    """A user-given (or attribute) value in canonical form: tuple, np.dtype or stype string."""
+    if value is None:
+        return None
+    try:
+        if kind == "shape":
+            dims = tuple(int(d) for d in value)
+            if any(d < 0 for d in dims):
+                raise ValueError
+            return dims
+        if kind == "dtype":
+            return np.dtype(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {value!r} is not a valid {_WHAT[kind]}") from None
+    if value not in STYPE_IDS:
+        raise ValueError(f"{where}: storage type {value!r} is not one of {list(STYPE_IDS)}")
+    return value
+
+
+def _hint(kind: str, node: Node) -> Any:
+    """A variable's own attribute (``__shape__``, ``__dtype__``, ``__storage_type__``)."""
+    key = {"shape": "__shape__", "dtype": "__dtype__", "stype": "__storage_type__"}[kind]
+    text = node.attrs.get(key)
+    if text is None:
+        return None
+    where = f"variable {node.name!r} attribute {key}"
+    try:
+        if kind == "shape":
+            return _normalise(kind, ast.literal_eval(text), where)
+        return _FLAG_DTYPES[text] if kind == "dtype" else _ID_STYPES[text]
+    except (KeyError, ValueError, SyntaxError):
+        raise ValueError(f"{where}: cannot read {text!r}") from None
+
+
+def _show(kind: str, value: Any) -> str:
+    return str(value) if kind != "shape" else str(tuple(value))
+
+
+def _variable_note(entry: Any, slot: str) -> str:
+    node = entry.node
+    return f", variable {node.name!r}" if node.is_variable and node.name != slot else ""
+
+
+def _elementwise(kind: str, node: Node, values: dict, out_key: Any) -> bool:
+    """Unify the node's input and output slots; True if anything new was learnt."""
+    keys = [(id(e.node), e.index) for e in node.inputs] + [out_key]
+    names = [f"input {n} ({i}-th{_variable_note(e, n)})"
+             for i, (n, e) in enumerate(zip(node.op.inputs, node.inputs))] + ["output (0-th)"]
+    known = [(values.get(k), n) for k, n in zip(keys, names) if values.get(k) is not None]
+    if not known:
+        return False
+    ref, ref_name = known[0]
+    for value, name in known[1:]:
+        if value != ref:
+            raise ValueError(f"Error in operator {node.name}: {name} has {_WHAT[kind]} "
+                             f"{_show(kind, value)}, expected {_show(kind, ref)} (from "
+                             f"{ref_name}); all inputs of adam_update must share one "
+                             f"{_WHAT[kind]}")
+    changed = False
+    for k in keys:
+        if values.get(k) is None:
+            values[k], changed = ref, True
+    return changed
+
+
+def infer(symbol: Symbol, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
+          partial: bool) -> tuple[list, list, list]:
+    """Run one inference pass; returns (arguments, outputs, auxiliary states) in list order."""
+    nodes = symbol._nodes()
+    variables = [n for n in nodes if n.is_variable]
+    arg_names = symbol.list_arguments()
+    if len(args) > len(arg_names):
+        raise ValueError(f"infer_{kind}: got {len(args)} positional values but the graph has "
+                         f"{len(arg_names)} arguments {arg_names}")
+    given = dict(zip(arg_names, args))
+    for name, value in kwargs.items():
+        if name not in {n.name for n in variables}:
+            raise ValueError(f"infer_{kind}: {name!r} is not an input of this graph; inputs "
+                             f"are {symbol.list_inputs()}")
+        given[name] = value
+    values: dict[Any, Any] = {}
+    for n in variables:
+        v = _normalise(kind, given.get(n.name), f"infer_{kind} for input {n.name!r}")
+        values[(id(n), 0)] = v if v is not None else _hint(kind, n)
+        if kind == "stype" and values[(id(n), 0)] is None:
+            values[(id(n), 0)] = "default"      # what an unannotated variable is bound with
+    ops = [n for n in nodes if not n.is_variable]
+    if kind == "stype":
+        for n in ops:
+            stypes = [values.get((id(e.node), e.index)) for e in n.inputs]
+            values[(id(n), 0)] = n.op.infer_storage(n.name, stypes)
+    else:
+        # forward and backward facts meet at a fixed point; each pass fixes at least one node
+        for _ in range(len(ops) + 1):
+            if not any([_elementwise(kind, n, values, (id(n), 0)) for n in ops]):
+                break
+
+    def look(entries: list) -> list:
+        out = [values.get((id(e.node), e.index)) for e in entries]
+        return [v.type if kind == "dtype" and v is not None else v for v in out]
+
+    by_name = {n.name: n for n in variables}
+    arg_v = look([Entry(by_name[a], 0, 0) for a in arg_names])
+    aux_v = look([Entry(by_name[a], 0, 0) for a in symbol.list_auxiliary_states()])
+    out_v = look(list(symbol._outputs))
+    if not partial:
+        unknown = [n for n, v in zip(arg_names + symbol.list_auxiliary_states(), arg_v + aux_v)
+                   if v is None]
+        if unknown:
+            raise ValueError(f"infer_{kind}: cannot infer the {_WHAT[kind]} of {unknown}; give "
+                             f"the {_WHAT[kind]} of at least one input of each adam_update node "
+                             f"(or use infer_shape_partial)")
+    return arg_v, out_v, aux_v
+

@@ -1,0 +1,201 @@
+"""MXNet symbol JSON: written exactly as MXNet 1.9.1 writes it, read as leniently as it reads it.
+
+The writer follows dmlc-core's ``JSONWriter`` (``include/dmlc/json.h``), which decides the layout:
+objects and arrays are multi-line except arrays of at most 10 plain values and maps with at most
+one entry; items are separated by ``", "`` before the line break (hence the trailing spaces);
+indentation is two spaces per open scope; keys are written raw and string values escape only
+``\\r \\n \\\\ \\t \\"``. The node layout and the graph fields are nnvm's ``JSONGraph``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .graph import Entry, Node, Symbol, topo_order
+from .ops import lookup
+
+__all__ = ["to_json", "from_json", "load", "load_json"]
+
+MXNET_VERSION = 10901          # written as "mxnet_version": ["int", 10901], as MXNet 1.9.1 does
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\\": "\\\\", "\t": "\\t", '"': '\\"'}
+_GRAPH_KEYS = {"nodes", "arg_nodes", "node_row_ptr", "heads", "attrs"}
+_NODE_KEYS = {"op", "name", "inputs", "attrs", "attr", "param", "control_deps", "subgraphs"}
+
+
+# ---- writing ---------------------------------------------------------------------------------
+def _string(s: str) -> str:
+    return '"' + "".join(_ESCAPES.get(c, c) for c in s) + '"'
+
+
+def _scope(items: list[str], depth: int, multi_line: bool, brackets: str) -> str:
+    """dmlc's BeginArray/BeginObject ... End: ``depth`` scopes are open outside this one."""
+    if not items:
+        return brackets
+    if not multi_line:
+        return brackets[0] + ", ".join(items) + brackets[1]
+    pad = "\n" + "  " * (depth + 1)
+    return brackets[0] + ", ".join(pad + it for it in items) + "\n" + "  " * depth + brackets[1]
+
+
+def _ints(values: list[int], depth: int) -> str:
+    return _scope([str(v) for v in values], depth, len(values) > 10, "[]")
+
+
+def _entries(entries: list[tuple[int, int, int]], depth: int) -> str:
+    return _scope([f"[{n}, {i}, {v}]" for n, i, v in entries], depth, len(entries) > 10, "[]")
+
+
+def _map(attrs: dict[str, str], depth: int) -> str:
+    items = [f'"{k}": {_string(attrs[k])}' for k in sorted(attrs)]
+    return _scope(items, depth, len(items) > 1, "{}")
+
+
+def to_json(symbol: Symbol) -> str:
+    """The text of ``mx.sym.Symbol.tojson()`` for the same graph."""
+    nodes = topo_order(symbol._outputs)
+    index = {id(n): i for i, n in enumerate(nodes)}
+
+    def entry(e: Entry) -> tuple[int, int, int]:
+        return index[id(e.node)], e.index, e.version
+
+    written = []
+    for n in nodes:
+        fields = [f'"op": {_string("null" if n.is_variable else n.op.name)}',
+                  f'"name": {_string(n.name)}']
+        if n.attrs:
+            fields.append(f'"attrs": {_map(n.attrs, 3)}')
+        fields.append(f'"inputs": {_entries([entry(e) for e in n.inputs], 3)}')
+        written.append(_scope(fields, 2, True, "{}"))
+    row_ptr = [0]
+    for n in nodes:
+        row_ptr.append(row_ptr[-1] + (1 if n.is_variable else n.op.num_outputs))
+    graph = [f'"nodes": {_scope(written, 1, True, "[]")}',
+             f'"arg_nodes": {_ints([i for i, n in enumerate(nodes) if n.is_variable], 1)}',
+             f'"node_row_ptr": {_ints(row_ptr, 1)}',
+             f'"heads": {_entries([entry(e) for e in symbol._outputs], 1)}',
+             f'"attrs": {{"mxnet_version": ["int", {MXNET_VERSION}]}}']
+    return _scope(graph, 0, True, "{}")
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _fail(msg: str) -> ValueError:
+    return ValueError(f"load_json: {msg}")
+
+
+def _entry(raw: Any, where: str, limit: int, nodes: list[Node], forward_msg: str) -> Entry:
+    """A ``[node, index]`` or ``[node, index, version]`` entry pointing below ``limit``."""
+    if (not isinstance(raw, list) or len(raw) not in (2, 3)
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)):
+        raise _fail(f"{where} is {json.dumps(raw)}; expected [node, index] or "
+                    f"[node, index, version] with non-negative integers")
+    node_id, index = raw[0], raw[1]
+    version = raw[2] if len(raw) == 3 else 0
+    if node_id >= limit:
+        raise _fail(f"{where} refers to node {node_id}, {forward_msg}")
+    node = nodes[node_id]
+    n_out = 1 if node.is_variable else node.op.num_outputs
+    if index >= n_out:
+        raise _fail(f"{where} asks for output {index} of node {node_id} ({node.name!r}), which "
+                    f"has {n_out} output(s); output index out of range")
+    return Entry(node, index, version)
+
+
+def _attrs(raw: dict, name: str) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for field in ("param", "attr", "attrs"):   # v0.8 files use "param"/"attr"
+        value = raw.get(field, {})
+        if not isinstance(value, dict):
+            raise TypeError(f"load_json: node {name!r}: {field!r} must be an object of string "
+                            f"values, got {type(value).__name__}")
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise TypeError(f"load_json: node {name!r}: attribute {k!r} is "
+                                f"{json.dumps(v)}; MXNet stores attribute values as strings, "
+                                f"write it as {json.dumps(str(v))}")
+            merged[k] = v
+    return merged
+
+
+def _node(raw: Any, i: int, nodes: list[Node], total: int) -> Node:
+    if not isinstance(raw, dict):
+        raise _fail(f"nodes[{i}] must be an object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _NODE_KEYS)
+    if unknown:
+        raise _fail(f"nodes[{i}] has unknown field(s) {unknown}; node fields are op, name, "
+                    f"attrs, inputs")
+    for key in ("op", "name", "inputs"):
+        if key not in raw:
+            raise _fail(f"nodes[{i}] lacks the required field {key!r}")
+    op, name, inputs = raw["op"], raw["name"], raw["inputs"]
+    if not isinstance(name, str) or not isinstance(op, str) or not isinstance(inputs, list):
+        raise _fail(f"nodes[{i}]: op and name must be strings and inputs a list")
+    for key in ("control_deps", "subgraphs"):
+        if raw.get(key):
+            raise _fail(f"node {name!r} has {key}, which adamop does not support")
+    attrs = _attrs(raw, name)
+    forward_msg = (f"but a node may only use earlier nodes (an input that points forward or "
+                   f"out of range; {total} nodes in the graph)")
+    entries = [_entry(e, f"node {name!r} (nodes[{i}]) input {k}", i, nodes, forward_msg)
+               for k, e in enumerate(inputs)]
+    if op == "null":
+        if entries:
+            raise _fail(f"variable {name!r} (nodes[{i}]) has inputs; variables have none")
+        return Node(None, name, attrs)
+    opdef = lookup(op, name)
+    if len(entries) != len(opdef.inputs):
+        raise _fail(f"node {name!r}: operator {op} expects {len(opdef.inputs)} inputs "
+                    f"({', '.join(opdef.inputs)}), but got {len(entries)} instead")
+    for k in opdef.mutate_inputs:
+        if not entries[k].node.is_variable:
+            raise _fail(f"node {name!r}: input {opdef.inputs[k]} is mutated in place, so it must "
+                        f"be a variable, not the output of {entries[k].node.name!r}")
+    return Node(opdef, name, attrs, entries, opdef.parse_params(attrs, name))
+
+
+def from_json(text: str) -> Symbol:
+    """Parse MXNet symbol JSON (also v0.8-style files: 2-element entries, no node_row_ptr)."""
+    if not isinstance(text, str):
+        raise TypeError(f"load_json expects the JSON text as a str, got {type(text).__name__}; "
+                        f"use adamop.sym.load(path) for a file")
+    try:
+        graph = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(graph, dict):
+        raise _fail(f"expected a JSON object with nodes, arg_nodes and heads, got "
+                    f"{type(graph).__name__}")
+    unknown = sorted(set(graph) - _GRAPH_KEYS)
+    if unknown:
+        raise _fail(f"unknown field(s) {unknown}; a symbol file has {sorted(_GRAPH_KEYS)}")
+    for key in ("nodes", "arg_nodes", "heads"):
+        if not isinstance(graph.get(key), list):
+            raise _fail(f"the field {key!r} is missing or not a list")
+    raw_nodes = graph["nodes"]
+    nodes: list[Node] = []
+    for i, raw in enumerate(raw_nodes):
+        nodes.append(_node(raw, i, nodes, len(raw_nodes)))
+    for key in ("arg_nodes", "node_row_ptr"):
+        values = graph.get(key, [])
+        if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise _fail(f"{key} must be a list of non-negative integers")
+    if any(v >= len(nodes) for v in graph["arg_nodes"]):
+        raise _fail(f"arg_nodes refers to a node beyond the {len(nodes)} nodes of the graph")
+    if not isinstance(graph.get("attrs", {}), dict):
+        raise _fail("the graph's attrs must be an object")
+    if not graph["heads"]:
+        raise _fail("heads is empty; a symbol needs at least one output")
+    heads = [_entry(e, f"heads[{k}]", len(nodes), nodes, f"but the graph has {len(nodes)} nodes "
+                    f"(out of range)") for k, e in enumerate(graph["heads"])]
+    return Symbol(heads)
+
+
+def load_json(text: str) -> Symbol:
+    """A Symbol from MXNet symbol JSON text (``mx.sym.load_json``)."""
+    return from_json(text)
+
+
+def load(path: str) -> Symbol:
+    """A Symbol from a symbol JSON file (``mx.sym.load``)."""
+    with open(path, encoding="utf-8") as f:
+        return from_json(f.read())

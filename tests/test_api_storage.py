@@ -1,0 +1,58 @@
+"""Which storage each call returns (SPEC B §3): what MXNet 1.9.1's storage inference gives."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import adamop
+from adamop import RowSparseArray
+
+
+def _inputs(shape=(4, 3)):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    return w, g, np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+
+def test_fallback_with_new_output_returns_dense(backend):
+    # MXNet: a row_sparse weight with a dense grad falls back, and a new output is 'default'.
+    w, g, m, v = _inputs()
+    result = adamop.adam_update(RowSparseArray.from_dense(w, all_rows=True), g, m, v, lr=0.1,
+                                backend=backend)
+    assert isinstance(result, np.ndarray)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_row_sparse_update_with_new_output_keeps_row_sparse(backend, lazy):
+    # MXNet requires out=weight here; adamop also allows a new output, in the weight's storage.
+    w, g, m, v = _inputs()
+    weight = RowSparseArray.from_dense(w, all_rows=True)
+    grad = RowSparseArray(g[[1, 3]], np.array([1, 3]), w.shape)
+    result = adamop.adam_update(weight, grad, m, v, lr=0.1, lazy_update=lazy, backend=backend)
+    assert isinstance(result, RowSparseArray) and result.stores_all_rows()
+    assert np.array_equal(weight.todense(), w)   # the weight itself is left alone
+
+
+def test_empty_row_sparse_states_are_stored_back_with_every_row(backend):
+    w, g, _, _ = _inputs()
+    empty = lambda: RowSparseArray(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), w.shape)
+    weight, mean, var = RowSparseArray.from_dense(w, all_rows=True), empty(), empty()
+    grad = RowSparseArray(g[[2]], np.array([2]), w.shape)
+    adamop.adam_update(weight, grad, mean, var, lr=0.1, out=weight, backend=backend)
+    assert mean.stores_all_rows() and var.stores_all_rows()
+    assert mean.todense()[2].any() and not mean.todense()[[0, 1, 3]].any()
+
+
+def test_torch_in_place_update_bumps_autograd_version(backend):
+    torch = pytest.importorskip("torch")
+    w = torch.nn.Parameter(torch.ones(5))
+    g, m, v = torch.ones(5), torch.zeros(5), torch.zeros(5)
+    before = (w._version, m._version, v._version)
+    adamop.adam_update(w, g, m, v, lr=0.1, out=w, backend=backend)
+    after = (w._version, m._version, v._version)
+    assert all(a > b for a, b in zip(after, before))
+    loss = (w * w).sum()
+    adamop.adam_update(w, g, m, v, lr=0.1, out=w, backend=backend)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()   # autograd sees the weight it saved has changed, as with torch.optim
