@@ -281,6 +281,16 @@ def test_update_is_captured_in_a_cuda_graph(path: str) -> None:
 
 @gpu
 @pytest.mark.gpu
+def test_capture_without_warm_up_says_so() -> None:
+    ws, gs, ms, vs = ([torch.rand(1000, device="cuda") for _ in range(3)] for _ in range(4))
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="call it once with the same arguments before"):
+        with torch.cuda.graph(graph):
+            adamop.adam_update_multi(ws, gs, ms, vs, lr=0.01, out=ws)
+
+
+@gpu
+@pytest.mark.gpu
 def test_no_synchronising_call_after_warm_up() -> None:
     w, g, m, v = ([torch.rand(10_000, device="cuda") for _ in range(3)] for _ in range(4))
     rows = RowSparseArray(torch.rand(2, 10, device="cuda"), torch.tensor([1, 7], device="cuda"),

@@ -172,9 +172,43 @@ def _check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path:
 
 
 # ---- prepare ---------------------------------------------------------------------------------
+_FLOAT_TYPES = frozenset(_arrays.FLOAT_DTYPES)
+
+
+def _prepare_owned_numpy(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
+                         out: Any) -> Prepared | None:
+    """The common case in a few microseconds, or None to take the general path.
+
+    A whole model's update validates every tensor on every step, so the usual call (dense NumPy
+    arrays that each own their memory, one native float dtype, one shape, writeable states)
+    is recognised with cheap checks; anything else, including every error, takes the general
+    path. Arrays that own their memory and are distinct objects cannot overlap.
+    """
+    arrays = (weight, grad, mean, var) if out is None or out is weight else (
+        weight, grad, mean, var, out)
+    for x in arrays:
+        if type(x) is not np.ndarray or x.base is not None:
+            return None
+    dtype, shape = weight.dtype, weight.shape
+    if dtype not in _FLOAT_TYPES or len({id(x) for x in arrays}) != len(arrays):
+        return None
+    for x in arrays[1:]:
+        if x.dtype is not dtype or x.shape != shape:
+            return None
+    if not (mean.flags.writeable and var.flags.writeable
+            and (out is None or out.flags.writeable)):
+        return None
+    o = np.empty(shape, dtype) if out is None else out
+    return Prepared(path="dense", device="cpu", dtype=dtype, scalars=params.scalars(dtype),
+                    arrays=(weight, grad, mean, var, o), result=o)
+
+
 def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
             out: Any = None, *, prefix: str = "") -> Prepared:
     """Validate one update and plan it, writing nothing. ``prefix`` qualifies error messages."""
+    fast = _prepare_owned_numpy(weight, grad, mean, var, params, out)
+    if fast is not None:
+        return fast
     named = [(prefix + n, *_classify(prefix + n, x))
              for n, x in zip(_INPUTS, (weight, grad, mean, var))]
     out_st = None
@@ -306,18 +340,24 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
         for u in group:
             for step in u.setup:
                 step()
-        dense = [tuple(_arrays.as_library(a, lib) for a in u.arrays) + (u.scalars,)
-                 for u in group if u.kernel == "dense"]
+        dense = [_kernel_args(u, lib) for u in group if u.kernel == "dense"]
         if dense:
             module.adam_dense_multi(dense)
         for u in group:
             if u.kernel != "dense":
                 kernel = module.adam_lazy if u.kernel == "lazy" else module.adam_std
-                kernel(*(_arrays.as_library(a, lib) for a in u.arrays), u.scalars)
+                kernel(*_kernel_args(u, lib))
         for u in group:
             for step in u.finish:
                 step()
     return [u.result for u in updates]
+
+
+def _kernel_args(u: Prepared, lib: str) -> tuple:
+    """The kernel's arguments, as views in the library the backend computes on."""
+    if lib == "numpy" and all(type(a) is np.ndarray for a in u.arrays):
+        return u.arrays + (u.scalars,)
+    return tuple(_arrays.as_library(a, lib) for a in u.arrays) + (u.scalars,)
 
 
 # ---- public API ------------------------------------------------------------------------------
@@ -422,11 +462,21 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
              "rescale_grad": rescale_grad, "clip_gradient": clip_gradient,
              "lazy_update": lazy_update}
     per = {k: _per_tensor(k, v, n) for k, v in hyper.items()}
-    prepared = []
-    for i in range(n):
-        params = AdamParams.from_kwargs({k: per[k][i] for k in hyper}, op_name=f"tensor {i}")
-        prepared.append(prepare(weights[i], grads[i], means[i], vars[i], params,
-                                None if out is None else out[i], prefix=f"[{i}] "))
+    if not any(isinstance(v, (list, tuple)) for v in hyper.values()):
+        shared = AdamParams.from_kwargs(hyper)
+        params_of = lambda i: shared   # noqa: E731  (one parse for the whole model)
+    else:
+        parsed: dict[tuple, AdamParams] = {}   # parse each distinct set of values once
+
+        def params_of(i: int) -> AdamParams:
+            key = tuple(None if per[k][i] is None else str(per[k][i]) for k in hyper)
+            if key not in parsed:
+                parsed[key] = AdamParams.from_kwargs({k: per[k][i] for k in hyper},
+                                                     op_name=f"tensor {i}")
+            return parsed[key]
+    outs = out if out is not None else [None] * n
+    prepared = [prepare(weights[i], grads[i], means[i], vars[i], params_of(i), outs[i],
+                        prefix=f"[{i}] ") for i in range(n)]
     return execute(prepared, backend)
 
 

@@ -181,6 +181,9 @@ class AdamParams:
     clip_gradient: np.float32 = _DEFAULTS["clip_gradient"]
     lazy_update: bool = True
     given: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Scalars per dtype, made once per instance. Not a cache keyed on equality: -0.0 == 0.0, but a
+    # clip_gradient of -0.0 clips differently from 0.0.
+    _scalars: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any], *, op_name: str = "adam_update",
@@ -227,7 +230,10 @@ class AdamParams:
 
     def scalars(self, dtype: np.dtype) -> "Scalars":
         """Each scalar cast to the array dtype, as ``static_cast<DType>(float)`` in the kernel."""
-        return Scalars.from_params(self, np.dtype(dtype))
+        made = self._scalars.get(dtype)
+        if made is None:
+            made = self._scalars[dtype] = Scalars.from_params(self, np.dtype(dtype))
+        return made
 
 
 @dataclass(frozen=True)

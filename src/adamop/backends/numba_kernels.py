@@ -258,20 +258,28 @@ def dense_multi(addr, items, sc, clip, like):
             _dense_range(w, g, m, v, out, lo, hi, sc[row], clip[row] != 0)
 
 
+@njit(**_INLINE)
+def _row(w, gd, m, v, out, r, k, n, sc, clip, square_first):
+    """Row r of the table with grad row k (k < 0: no grad row, ``g = w*wd``). Indexing the 2-D
+    arrays with unsigned column indices (no row views, no wraparound) lets LLVM vectorise."""
+    for j in range(np.uint64(n)):
+        wi = _ld(w, (r, j))
+        if k >= 0:
+            gi = _r(_r(_ld(gd, (k, j)) * sc[5], w) + _r(wi * sc[4], w), w)
+        else:
+            gi = _r(wi * sc[4], w)
+        wn, mn, vn = _tail(wi, gi, _ld(m, (r, j)), _ld(v, (r, j)), sc, clip, square_first, w)
+        _st(m, (r, j), mn)
+        _st(v, (r, j), vn)
+        _st(out, (r, j), wn)
+
+
 @njit(**_JIT)
 def lazy(w, gd, idx, m, v, out, sc, clip):
     """Lazy row_sparse: only rows ``idx`` change; v squares first iff clipping (SPEC B §3)."""
     n = w.shape[1]
     for k in prange(idx.shape[0]):
-        r = idx[k]
-        wr, gr, mr, vr, orow = w[r], gd[k], m[r], v[r], out[r]
-        for j in range(n):
-            wi = _ld(wr, j)
-            gi = _r(_r(_ld(gr, j) * sc[5], w) + _r(wi * sc[4], w), w)
-            wn, mn, vn = _tail(wi, gi, _ld(mr, j), _ld(vr, j), sc, clip, clip, w)
-            _st(mr, j, mn)
-            _st(vr, j, vn)
-            _st(orow, j, wn)
+        _row(w, gd, m, v, out, idx[k], k, n, sc, clip, clip)
 
 
 @njit(**_JIT)
@@ -283,25 +291,11 @@ def std(w, gd, idx, m, v, out, sc, clip):
         r0, r1 = b * block, min(rows, (b + 1) * block)
         k = np.searchsorted(idx, r0)
         for r in range(r0, r1):
-            wr, mr, vr, orow = w[r], m[r], v[r], out[r]
             if k < idx.shape[0] and idx[k] == r:
-                gr = gd[k]
+                _row(w, gd, m, v, out, r, k, n, sc, clip, True)
                 k += 1
-                for j in range(n):
-                    wi = _ld(wr, j)
-                    gi = _r(_r(_ld(gr, j) * sc[5], w) + _r(wi * sc[4], w), w)
-                    wn, mn, vn = _tail(wi, gi, _ld(mr, j), _ld(vr, j), sc, clip, True, w)
-                    _st(mr, j, mn)
-                    _st(vr, j, vn)
-                    _st(orow, j, wn)
             else:
-                for j in range(n):
-                    wi = _ld(wr, j)
-                    wn, mn, vn = _tail(wi, _r(wi * sc[4], w), _ld(mr, j), _ld(vr, j), sc, clip,
-                                       True, w)
-                    _st(mr, j, mn)
-                    _st(vr, j, vn)
-                    _st(orow, j, wn)
+                _row(w, gd, m, v, out, r, -1, n, sc, clip, True)
 
 
 @njit(**_JIT)

@@ -15,6 +15,7 @@ interpreter on CPU tensors (how the tests check them without a GPU).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
@@ -24,7 +25,7 @@ import torch
 from ..params import Scalars
 from .triton_kernels import adam_dense_kernel, adam_multi_kernel, adam_rows_kernel, triton
 
-__all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi"]
+__all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi", "plan_dense_multi"]
 
 # Launch shapes. Elementwise and memory-bound: 2048 elements per program (16 per thread with
 # 4 warps) keeps enough bytes in flight; to be tuned on the GPU with benchmarks/gpu/.
@@ -37,6 +38,8 @@ _OPTIONS = dict(num_warps=NUM_WARPS, enable_fp_fusion=False)   # no FMA contract
 _NAMES = ("lr", "beta1", "beta2", "epsilon", "wd", "rescale_grad", "clip_gradient")
 _TABLE_CACHE: OrderedDict = OrderedDict()
 _TABLE_CACHE_SIZE = 16
+_CAPTURED: dict = {}       # tables a captured CUDA graph reads: kept alive for its lifetime
+_MISSING = object()
 
 
 # ---- arguments ---------------------------------------------------------------------------------
@@ -47,6 +50,7 @@ def _flags(t: torch.Tensor) -> dict:
     return dict(IS_F16=t.dtype == torch.float16, IS_F64=t.dtype == torch.float64)
 
 
+@functools.lru_cache(maxsize=4096)      # Scalars is frozen: 2,000 equal ones cost one check
 def _scalar_args(s: Scalars) -> tuple[float, ...]:
     """The seven scalars as Python floats, each exactly a float32 (the kernels take float32)."""
     values = tuple(float(getattr(s, name)) for name in _NAMES)
@@ -57,9 +61,9 @@ def _scalar_args(s: Scalars) -> tuple[float, ...]:
     return values
 
 
-def _guard(t: torch.Tensor) -> contextlib.AbstractContextManager:
+def _guard(device: torch.device) -> contextlib.AbstractContextManager:
     """Launch on the tensors' own GPU, whatever the current device is."""
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _flat_stride(t: torch.Tensor) -> int | None:
@@ -119,7 +123,7 @@ def adam_dense(weight, grad, mean, var, out, s: Scalars) -> None:
     ops, finish = _stage((weight, grad, mean, var, out), (False, False, True, True, True),
                          _flat_stride)
     strides = [_flat_stride(a) for a in ops]
-    with _guard(weight):
+    with _guard(weight.device):
         adam_dense_kernel[(triton.cdiv(n, BLOCK),)](
             *ops, n, *strides, *_scalar_args(s), CLIP=s.clip, BLOCK=BLOCK, **flags, **_OPTIONS)
     finish()
@@ -153,7 +157,7 @@ def _rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars, *, lazy: 
     col_blocks = triton.cdiv(n_cols, block_c)
     grid = (triton.cdiv(n_rows, block_r) * col_blocks,)
     strides = [x for a in (w, gd, m, v, o) for x in _row_strides(a)]
-    with _guard(weight):
+    with _guard(weight.device):
         adam_rows_kernel[grid](
             w, gd, idx, pos, m, v, o, n_rows, n_cols, col_blocks, *strides, *_scalar_args(s),
             LAZY=lazy, CLIP=s.clip, BLOCK_R=block_r, BLOCK_C=block_c, **flags, **_OPTIONS)
@@ -181,9 +185,23 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _cached(key: tuple, build: Callable[[], Any]) -> Any:
-    hit = _TABLE_CACHE.get(key)
-    if hit is None:
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _cached(key: tuple, build: Callable[[], Any], device: torch.device) -> Any:
+    """A device table from the cache, built on a miss. While a CUDA graph is being captured a
+    miss cannot be served (the host-to-device copy would be replayed from freed memory), and a
+    hit is kept alive as long as the process, since the graph holds its address."""
+    hit = _TABLE_CACHE.get(key, _MISSING)
+    if _capturing(device):
+        if hit is _MISSING:
+            raise RuntimeError("adam_update_multi is being captured in a CUDA graph with tensors "
+                               "(or per-tensor scalars) it has not seen: call it once with the "
+                               "same arguments before the capture, as torch.cuda.graphs advises "
+                               "for any warm-up")
+        _CAPTURED[key] = hit
+    if hit is _MISSING:
         hit = _TABLE_CACHE[key] = build()
         while len(_TABLE_CACHE) > _TABLE_CACHE_SIZE:
             _TABLE_CACHE.popitem(last=False)
@@ -192,14 +210,16 @@ def _cached(key: tuple, build: Callable[[], Any]) -> Any:
     return hit
 
 
+def _span(a: torch.Tensor) -> tuple[int, int]:
+    """[first byte, last byte + 1) of the memory a view can touch."""
+    last = sum((n - 1) * st for n, st in zip(a.shape, a.stride()))
+    return a.data_ptr(), a.data_ptr() + (last + 1) * a.element_size()
+
+
 def _overlapping(tasks: Sequence[tuple]) -> bool:
     """True if one task writes memory another task reads or writes: those must run in order."""
-    spans = []
-    for i, task in enumerate(tasks):
-        for j, a in enumerate(task[:5]):
-            start = a.data_ptr()
-            spans.append((start, start + a.numel() * a.element_size(), i, j >= 2))
-    spans.sort()
+    spans = sorted((*_span(a), i, j >= 2) for i, t in enumerate(tasks)
+                   for j, a in enumerate(t[:5]))
     open_spans: list = []
     for start, end, i, written in spans:
         open_spans = [sp for sp in open_spans if sp[0] > start]
@@ -209,23 +229,85 @@ def _overlapping(tasks: Sequence[tuple]) -> bool:
     return False
 
 
-def _geometry(tasks: Sequence[tuple], device: torch.device) -> tuple | None:
-    """(table, chunk -> tensor, first chunk of each tensor) on the device, or None when the tasks
-    overlap. Cached by every address and size, so a training loop builds it once."""
-    key = ("geometry", str(device)) + tuple(
-        x for t in tasks for x in (*(a.data_ptr() for a in t[:5]), t[0].numel()))
+def _task_key(t: tuple) -> tuple:
+    """What a plan depends on: addresses, size, dtype, clipping, and strides unless contiguous."""
+    arrays = t[:5]
+    return (*(a.data_ptr() for a in arrays), t[0].numel(), t[0].dtype, t[5].clip,
+            *(None if a.is_contiguous() else a.stride() for a in arrays))
 
-    def build():
-        if _overlapping(tasks):
-            return None
-        table = np.array([[*(a.data_ptr() for a in t[:5]), t[0].numel()] for t in tasks],
-                         dtype=np.int64)
+
+def _plan(tasks: Sequence[tuple], device: torch.device) -> list[tuple]:
+    """The launches for ``tasks``: ('single', i) or ('batch', indices, tables, chunks, constexprs).
+
+    Tasks that share memory with another task's writes run one by one, in order (as the
+    reference does). Otherwise contiguous tasks of one dtype, clipping mode and alignment form a
+    batch: a table of (w, g, m, v, out addresses, numel) and a chunk -> tensor map, on the device.
+    """
+    if _overlapping(tasks):
+        return [("single", i) for i in range(len(tasks))]
+    groups: dict = {}
+    steps: list[tuple] = []
+    for i, t in enumerate(tasks):
+        if all(a.is_contiguous() for a in t[:5]):
+            aligned = all(a.data_ptr() % 16 == 0 for a in t[:5])
+            groups.setdefault((t[0].dtype, bool(t[5].clip), aligned), []).append(i)
+        else:
+            steps.append(("single", i))
+    for (dtype, clip, aligned), idx in groups.items():
+        if len(idx) == 1:
+            steps.append(("single", idx[0]))
+            continue
+        table = np.array([[*(a.data_ptr() for a in tasks[i][:5]), tasks[i][0].numel()]
+                          for i in idx], dtype=np.int64)
         chunks = -(-table[:, 5] // BLOCK)
         first = np.concatenate(([0], np.cumsum(chunks)[:-1])).astype(np.int64)
-        owner = np.repeat(np.arange(len(tasks), dtype=np.int32), chunks)
-        return (_to_device(table, device), _to_device(owner, device), _to_device(first, device),
-                int(chunks.sum()))
-    return _cached(key, build)
+        owner = np.repeat(np.arange(len(idx), dtype=np.int32), chunks)
+        tables = tuple(_to_device(x, device) for x in (table, owner, first))
+        const = dict(DT=_TL_DTYPES[dtype], CLIP=clip, ALIGNED=aligned,
+                     **_flags(tasks[idx[0]][0]))
+        steps.append(("batch", idx, tables, int(chunks.sum()), const))
+    return steps
+
+
+def plan_dense_multi(tasks: Sequence[tuple]) -> Callable[[], None]:
+    """Everything :func:`adam_dense_multi` decides for ``tasks``, done once: the returned function
+    only launches kernels, with no per-tensor Python work. For callers that update the same
+    tensors with the same scalars again and again (a bound executor): at 2,000 tensors the
+    per-tensor work costs milliseconds, longer than the GPU takes for the update itself."""
+    by_device: dict = {}
+    for t in tasks:
+        if t[0].numel():
+            by_device.setdefault(str(t[0].device), []).append(t)
+    launches: list[Callable[[], None]] = []
+    for group in by_device.values():
+        if len(group) == 1:
+            launches.append(functools.partial(adam_dense, *group[0]))
+            continue
+        device = group[0][0].device
+        plan = _cached(("plan", str(device)) + tuple(_task_key(t) for t in group),
+                       lambda: _plan(group, device), device)
+        for step in plan:
+            if step[0] == "single":
+                launches.append(functools.partial(adam_dense, *group[step[1]]))
+                continue
+            _, idx, (table, owner, first), n_chunks, const = step
+            scalars = [_scalar_args(group[i][5]) for i in idx]
+            per_tensor = any(sc != scalars[0] for sc in scalars)
+            table_s = (_cached(("scalars", str(device)) + tuple(scalars), lambda: _to_device(
+                np.array(scalars, dtype=np.float32), device), device) if per_tensor else table)
+            args = (table, owner, first, table_s) + ((0.0,) * 7 if per_tensor else scalars[0])
+            launches.append(functools.partial(
+                _launch_batch, device, n_chunks, args, dict(PER_TENSOR=per_tensor, **const)))
+
+    def run() -> None:
+        for launch in launches:
+            launch()
+    return run
+
+
+def _launch_batch(device: torch.device, n_chunks: int, args: tuple, const: dict) -> None:
+    with _guard(device):
+        adam_multi_kernel[(n_chunks,)](*args, BLOCK=BLOCK, **const, **_OPTIONS)
 
 
 def adam_dense_multi(tasks: Sequence[tuple]) -> None:
@@ -234,41 +316,12 @@ def adam_dense_multi(tasks: Sequence[tuple]) -> None:
     Contiguous tensors of one dtype and device (and one clipping mode) go to one launch of
     ``adam_multi_kernel``, one program per BLOCK-sized chunk of any tensor, so 2,000 small
     tensors keep the GPU as busy as one large one. Scalars shared by all tensors are kernel
-    arguments; different ones travel in a per-tensor table. The address table is built on the
-    first call and cached, so later calls with the same tensors read nothing from the host (and
-    can be captured in a CUDA graph). Other tasks run one launch each.
+    arguments; different ones travel in a per-tensor table. The plan and its address tables are
+    built on the first call and cached, so later calls with the same tensors read nothing from
+    the host (and can be captured in a CUDA graph). Other tasks run one launch each; tasks that
+    share memory with another's writes run one by one, in order.
     """
-    groups: dict = {}
-    for task in tasks:
-        w = task[0]
-        if w.numel() == 0:
-            continue
-        if all(a.is_contiguous() for a in task[:5]):
-            aligned = all(a.data_ptr() % 16 == 0 for a in task[:5])
-            key = (w.dtype, str(w.device), bool(task[5].clip), aligned)
-            groups.setdefault(key, []).append(task)
-        else:
-            adam_dense(*task)
-    for (dtype, _, clip, aligned), group in groups.items():
-        if len(group) == 1:
-            adam_dense(*group[0])
-            continue
-        device = group[0][0].device
-        geometry = _geometry(group, device)
-        if geometry is None:                       # the tasks share memory: keep their order
-            for task in group:
-                adam_dense(*task)
-            continue
-        table, owner, first, n_chunks = geometry
-        scalars = [_scalar_args(t[5]) for t in group]
-        per_tensor = any(sc != scalars[0] for sc in scalars)
-        table_s = (_cached(("scalars", str(device)) + tuple(scalars), lambda: _to_device(
-            np.array(scalars, dtype=np.float32), device)) if per_tensor else table)
-        args = (0.0,) * 7 if per_tensor else scalars[0]
-        with _guard(group[0][0]):
-            adam_multi_kernel[(n_chunks,)](
-                table, owner, first, table_s, *args, DT=_TL_DTYPES[dtype], PER_TENSOR=per_tensor,
-                ALIGNED=aligned, CLIP=clip, BLOCK=BLOCK, **_flags(group[0][0]), **_OPTIONS)
+    plan_dense_multi(tasks)()
 
 
 _TL_DTYPES = {torch.float16: triton.language.float16, torch.float32: triton.language.float32,

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 import adamop
-from adamop import dispatch, reference
+from adamop import api, dispatch, reference
 from adamop.params import AdamParams
 from adamop.storage import RowSparseArray
 
@@ -131,6 +131,8 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
             "dense": tuple(a.reshape(-1) for a in _copy(data["table"]))}, "numba",
             name=f"{ADAMOP}[numba] dense, same table", role="aux"))
     if case.kind == "multi" and "numba" in _adamop_backends():
+        runners.append(_adamop_runner(case, data, "numba", prepared=True,
+                                      name=f"{ADAMOP}[numba] validated once (execute)"))
         one = tuple(np.concatenate(x) for x in zip(*data["multi"]))
         runners.append(_adamop_runner(Case("dense", case.dtype, case.elements), {"dense": one},
                                       "numba", name=f"{ADAMOP}[numba] one tensor, same size",
@@ -146,7 +148,9 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
 
 # ---- adamop ------------------------------------------------------------------------------
 def _adamop_runner(case: Case, data: dict, backend: str, *, name: str | None = None,
-                   role: str = ADAMOP) -> Runner:
+                   role: str = ADAMOP, prepared: bool = False) -> Runner:
+    """adamop through its public API; ``prepared``: a batch validated once by
+    ``api.prepare`` and run by ``api.execute`` each step (what a bound symbolic Group can do)."""
     name = name or f"{ADAMOP}[{backend}]"
     params = AdamParams.from_kwargs({"lr": LR, "lazy_update": case.kind != "std"})
     s = params.scalars(np.dtype(case.dtype))
@@ -167,6 +171,11 @@ def _adamop_runner(case: Case, data: dict, backend: str, *, name: str | None = N
 
         def step():
             adamop.adam_update_multi(ws, gs, ms, vs, lr=LR, out=ws, backend=backend)
+        if prepared:
+            plan = [api.prepare(*t, params, t[0]) for t in zip(ws, gs, ms, vs)]
+
+            def step():   # noqa: F811  (the validated-once variant)
+                api.execute(plan, backend)
     else:
         w, g0, m, v = _copy(data["table"])
         gd, idx = data["gdata"], data["idx"]
@@ -214,7 +223,8 @@ def _torch_sparse(case: Case, data: dict) -> list[Runner]:
     w = data["table"][0]
     p = torch.nn.Parameter(torch.from_numpy(w.copy()))
     idx = torch.from_numpy(data["idx"])[None, :]
-    p.grad = torch.sparse_coo_tensor(idx, torch.from_numpy(data["gdata"]), tuple(w.shape))
+    p.grad = torch.sparse_coo_tensor(idx, torch.from_numpy(data["gdata"]), tuple(w.shape),
+                                     check_invariants=True)
     p.grad = p.grad.coalesce()
     opt = torch.optim.SparseAdam([p], lr=LR)
     before = p.detach().numpy()[data["idx"]].copy()

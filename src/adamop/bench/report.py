@@ -22,12 +22,14 @@ def machine(mxnet_version: str | None = None) -> dict[str, str]:
                 break
     except OSError:
         pass
-    desc = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": cpu, "cores": str(os.cpu_count())}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    desc = {"timestamp": now.isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": str(os.cpu_count())}
     try:
         from adamop.backends import numba_backend
         info = numba_backend.info()
-        desc["threads"], desc["threading_layer"] = str(info["threads"]), str(info["threading_layer"])
+        desc["threads"] = str(info["threads"])
+        desc["threading_layer"] = str(info["threading_layer"])
     except ImportError:
         desc["threads"], desc["threading_layer"] = "1", "none (numba missing)"
     desc["python"] = platform.python_version()
