@@ -7,7 +7,7 @@ updates that share a backend go to it in one call, so a whole model can be one l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +22,7 @@ _INPUTS = ("weight", "grad", "mean", "var")
 _SUPPORTED = "numpy.ndarray, torch.Tensor or adamop.RowSparseArray"
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """One validated update, ready to run: the kernel path, its arrays, and the write-backs."""
 
@@ -32,8 +32,9 @@ class Prepared:
     scalars: Scalars
     arrays: tuple                  # kernel arguments before the scalars, in the caller's library
     result: Any                    # what the call returns
-    setup: list[Callable[[], None]] = field(default_factory=list)    # writes before the kernel
-    finish: list[Callable[[], None]] = field(default_factory=list)   # writes after the kernel
+    setup: Sequence[Callable[[], None]] = ()    # writes before the kernel
+    finish: Sequence[Callable[[], None]] = ()   # writes after the kernel
+    numpy_args: tuple | None = None             # the kernel's arguments, where all are NumPy
 
     @property
     def kernel(self) -> str:
@@ -199,8 +200,10 @@ def _prepare_owned_numpy(weight: Any, grad: Any, mean: Any, var: Any, params: Ad
             and (out is None or out.flags.writeable)):
         return None
     o = np.empty(shape, dtype) if out is None else out
-    return Prepared(path="dense", device="cpu", dtype=dtype, scalars=params.scalars(dtype),
-                    arrays=(weight, grad, mean, var, o), result=o)
+    scalars = params.scalars(dtype)
+    return Prepared(path="dense", device="cpu", dtype=dtype, scalars=scalars,
+                    arrays=(weight, grad, mean, var, o), result=o,
+                    numpy_args=(weight, grad, mean, var, o, scalars))
 
 
 def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
@@ -355,8 +358,8 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
 
 def _kernel_args(u: Prepared, lib: str) -> tuple:
     """The kernel's arguments, as views in the library the backend computes on."""
-    if lib == "numpy" and all(type(a) is np.ndarray for a in u.arrays):
-        return u.arrays + (u.scalars,)
+    if lib == "numpy" and u.numpy_args is not None:
+        return u.numpy_args
     return tuple(_arrays.as_library(a, lib) for a in u.arrays) + (u.scalars,)
 
 
