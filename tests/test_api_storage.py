@@ -36,7 +36,9 @@ def test_row_sparse_update_with_new_output_keeps_row_sparse(backend, lazy):
 
 def test_empty_row_sparse_states_are_stored_back_with_every_row(backend):
     w, g, _, _ = _inputs()
-    empty = lambda: RowSparseArray(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), w.shape)
+    def empty():
+        return RowSparseArray(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), w.shape)
+
     weight, mean, var = RowSparseArray.from_dense(w, all_rows=True), empty(), empty()
     grad = RowSparseArray(g[[2]], np.array([2]), w.shape)
     adamop.adam_update(weight, grad, mean, var, lr=0.1, out=weight, backend=backend)
@@ -56,3 +58,35 @@ def test_torch_in_place_update_bumps_autograd_version(backend):
     adamop.adam_update(w, g, m, v, lr=0.1, out=w, backend=backend)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()   # autograd sees the weight it saved has changed, as with torch.optim
+
+
+@pytest.mark.parametrize("shared", ["mean", "var", "out", "mean-view"])
+def test_batch_refuses_state_shared_by_two_parameters(backend, shared):
+    # In a parallel batch the two updates would race on the shared array.
+    ws = [np.ones(4, np.float32) for _ in range(3)]
+    gs = [np.ones(4, np.float32) for _ in range(3)]
+    ms = [np.zeros(4, np.float32) for _ in range(3)]
+    vs = [np.zeros(4, np.float32) for _ in range(3)]
+    outs = [np.empty(4, np.float32) for _ in range(3)]
+    if shared == "mean":
+        ms[2] = ms[0]
+    elif shared == "var":
+        vs[1] = vs[0]
+    elif shared == "out":
+        outs[2] = outs[1]
+    else:
+        base = np.zeros(6, np.float32)
+        ms[0], ms[1] = base[:4], base[2:]
+    snapshot = [a.tobytes() for a in ws + gs + ms + vs]
+    with pytest.raises(ValueError, match=r"share memory that one of them writes"):
+        adamop.adam_update_multi(ws, gs, ms, vs, lr=0.1, out=outs, backend=backend)
+    assert [a.tobytes() for a in ws + gs + ms + vs] == snapshot
+
+
+def test_batch_allows_a_grad_shared_by_two_parameters(backend):
+    g = np.ones(4, np.float32)
+    ws = [np.ones(4, np.float32) for _ in range(2)]
+    ms = [np.zeros(4, np.float32) for _ in range(2)]
+    vs = [np.zeros(4, np.float32) for _ in range(2)]
+    adamop.adam_update_multi(ws, [g, g], ms, vs, lr=0.1, out=ws, backend=backend)
+    assert np.array_equal(ws[0], ws[1])

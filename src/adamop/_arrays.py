@@ -112,3 +112,12 @@ def as_library(x: Any, lib: str) -> Any:
         import torch
         return torch.from_numpy(x)
     return x
+
+
+def byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """[low, high) addresses of the bytes an array can touch (NumPy 1 and 2 alike)."""
+    low = high = a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        reach = (n - 1) * stride
+        low, high = (low + reach, high) if reach < 0 else (low, high + reach)
+    return low, high + a.itemsize

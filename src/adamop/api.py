@@ -12,14 +12,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _arrays, dispatch
+from . import _arrays, checks, dispatch
 from .params import AdamParams, Scalars
 from .storage import RowSparseArray
 
 __all__ = ["adam_update", "adam_update_multi", "prepare", "execute", "Prepared"]
-
-_INPUTS = ("weight", "grad", "mean", "var")
-_SUPPORTED = "numpy.ndarray, torch.Tensor or adamop.RowSparseArray"
 
 
 @dataclass(slots=True)
@@ -39,137 +36,6 @@ class Prepared:
     @property
     def kernel(self) -> str:
         return "dense" if self.path == "fallback" else self.path
-
-
-# ---- classification --------------------------------------------------------------------------
-def _classify(name: str, x: Any) -> tuple[str, Any]:
-    """('default' | 'row_sparse', the array) or TypeError. torch COO grads become RowSparseArray."""
-    if isinstance(x, RowSparseArray):
-        return "row_sparse", x
-    lib = _arrays.library(x)
-    if lib == "torch":
-        layout = _arrays.torch_layout(x)
-        if layout == "strided":
-            return "default", x
-        if layout == "sparse_coo" and name == "grad":
-            return "row_sparse", RowSparseArray.from_torch(x)
-        if layout == "sparse_coo":
-            raise TypeError(f"{name}: a torch sparse COO tensor cannot be updated in place; pass "
-                            f"a dense tensor or adamop.RowSparseArray.from_torch({name})")
-        raise TypeError(f"{name}: torch layout {layout} is not supported (csr storage is out of "
-                        f"scope); convert it with .to_dense(), or use a RowSparseArray")
-    if lib == "numpy":
-        return "default", x
-    if type(x).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name}: scipy sparse matrices ({type(x).__name__}) are not supported "
-                        f"(csr storage is out of scope); pass {name}.toarray() or a RowSparseArray")
-    raise TypeError(f"{name}: expected a {_SUPPORTED}, got {_arrays.describe(x)}; convert it with "
-                    f"numpy.asarray({name})")
-
-
-def _lib_of(stype: str, x: Any) -> str:
-    return x.library if stype == "row_sparse" else _arrays.library(x)
-
-
-def _device_of(stype: str, x: Any) -> str:
-    return x.device if stype == "row_sparse" else _arrays.device(x)
-
-
-def _device_name(stype: str, x: Any) -> str:
-    """'cpu', 'cuda:0', 'cuda:1', ...: the device including its index."""
-    t = _buffer(stype, x)
-    return str(t.device) if _arrays.is_torch_tensor(t) else "cpu"
-
-
-def _dtype_of(x: Any) -> Any:
-    return _arrays.dtype(x.data if isinstance(x, RowSparseArray) else x)
-
-
-def _shape_of(x: Any) -> tuple:
-    return tuple(x.shape)
-
-
-def _buffer(stype: str, x: Any) -> Any:
-    """The memory the kernel writes for x (a RowSparseArray's data), or None."""
-    return x.data if stype == "row_sparse" else x
-
-
-def _check_common(items: list[tuple[str, str, Any]]) -> tuple[str, str, np.dtype, tuple]:
-    """Same library, device, dtype and shape for every (name, stype, array)."""
-    name0, st0, x0 = items[0]
-    lib, dev = _lib_of(st0, x0), _device_of(st0, x0)
-    for name, st, x in items[1:]:
-        if _lib_of(st, x) != lib:
-            raise TypeError(f"{name} is a {_lib_of(st, x)} array but {name0} is a {lib} array; "
-                            f"pass every array from one library")
-        if _device_name(st, x) != _device_name(st0, x0):   # with the index: cuda:0 != cuda:1
-            raise ValueError(f"{name} is on {_device_name(st, x)} but {name0} is on "
-                             f"{_device_name(st0, x0)}; move all arrays to one device (adamop "
-                             f"never copies between devices)")
-    for name, st, x in items:
-        dt = _dtype_of(x)
-        if dt not in _arrays.FLOAT_DTYPES:
-            raise TypeError(f"{name} has dtype {dt}; adam_update supports float16, float32 and "
-                            f"float64 (MXNet: 'only support floating point types'); convert it "
-                            f"with .astype(numpy.float32) or .float()")
-    dtype = _dtype_of(x0)
-    for name, st, x in items[1:]:
-        if _dtype_of(x) != dtype:
-            raise TypeError(f"{name} has dtype {_dtype_of(x)} but {name0} has {dtype}; all inputs "
-                            f"and out must share one dtype (there is no mixed precision)")
-    shape = _shape_of(x0)
-    for name, st, x in items[1:]:
-        if _shape_of(x) != shape:
-            raise ValueError(f"{name} has shape {_shape_of(x)} but {name0} has shape {shape}; all "
-                             f"inputs and out must have the same shape")
-    return lib, dev, dtype, shape
-
-
-def _check_writeable(name: str, x: Any) -> None:
-    if not _arrays.writeable(x):
-        raise ValueError(f"{name} is read-only, but adam_update writes it in place; pass a "
-                         f"writeable array (e.g. {name}.copy())")
-
-
-def _path(stypes: tuple[str, str, str, str], lazy_update: bool) -> str:
-    """SPEC B §3: which kernel MXNet's storage dispatch picks."""
-    w, g, m, v = stypes
-    if m != v:
-        raise ValueError(f"mean has storage {m} but var has {v}; the two states must share a "
-                         f"storage type (MXNet: 'Inconsistent storage types detected in state')")
-    if stypes == ("default",) * 4:
-        return "dense"
-    if g == "row_sparse" and m == "default" and w == "default":
-        return "lazy" if lazy_update else "std"
-    if stypes == ("row_sparse",) * 4:
-        return "lazy" if lazy_update else "std"
-    if w == g == "row_sparse" and m == "default":
-        return "std"
-    return "fallback"
-
-
-def _check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path: str,
-                    out_is_weight: bool) -> None:
-    """Arrays the kernel reads and writes may alias only as whole identical views (SPEC B §2)."""
-    views = [(n, _arrays.numpy_view(b)) for n, b in named if b is not None]
-    for i, (na, a) in enumerate(views):
-        for nb, b in views[i + 1:]:
-            if _arrays.overlap(a, b) and not ({na, nb} == {"weight", "grad"}
-                                               and _arrays.same_view(a, b)):
-                raise ValueError(f"{na} and {nb} share memory; adam_update reads {na} after "
-                                 f"writing {nb} (or the reverse), so they must be separate arrays")
-    if out is None:
-        return
-    o = _arrays.numpy_view(out)
-    for n, b in views:
-        if not _arrays.overlap(o, b):
-            continue
-        if path == "lazy" and not out_is_weight:
-            raise ValueError(f"{out_name} shares memory with {n}; with a row_sparse grad and "
-                             f"lazy_update=True, out must be weight itself or a separate array")
-        if not _arrays.same_view(o, b):
-            raise ValueError(f"{out_name} partly overlaps {n}; out may be one of the inputs "
-                             f"exactly (out=weight is the usual call) or a separate array")
 
 
 # ---- prepare ---------------------------------------------------------------------------------
@@ -212,17 +78,17 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
     fast = _prepare_owned_numpy(weight, grad, mean, var, params, out)
     if fast is not None:
         return fast
-    named = [(prefix + n, *_classify(prefix + n, x))
-             for n, x in zip(_INPUTS, (weight, grad, mean, var))]
+    named = [(prefix + n, *checks.classify(prefix + n, x))
+             for n, x in zip(checks.INPUTS, (weight, grad, mean, var))]
     out_st = None
     if out is not None:
-        out_st, out = _classify(prefix + "out", out)
+        out_st, out = checks.classify(prefix + "out", out)
         named_all = named + [(prefix + "out", out_st, out)]
     else:
         named_all = named
-    lib, dev, dtype, shape = _check_common(named_all)
+    lib, dev, dtype, shape = checks.check_common(named_all)
     (_, w_st, w), (_, g_st, g), (_, m_st, m), (_, v_st, v) = named
-    path = _path((w_st, g_st, m_st, v_st), params.lazy_update)
+    path = checks.storage_path((w_st, g_st, m_st, v_st), params.lazy_update)
 
     for name, st, x in named_all:
         if st == "row_sparse" and not x.is_coalesced():
@@ -239,9 +105,9 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
     for name, st, x in named[2:]:
         buf = x.data if st == "row_sparse" else x
         if st == "default" or x.stores_all_rows():
-            _check_writeable(name, buf)
+            checks.check_writeable(name, buf)
     if out is not None and (out_st == "default" or out.stores_all_rows()):
-        _check_writeable(prefix + "out", _buffer(out_st, out))
+        checks.check_writeable(prefix + "out", checks.buffer(out_st, out))
 
     out_is_weight = out is not None and (out is weight or (
         out_st == w_st == "default" and dev == "cpu"
@@ -262,10 +128,10 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
         return dense
 
     if dev == "cpu":
-        _check_aliasing([(prefix + "weight", _buffer(w_st, w)), (prefix + "grad", _buffer(g_st, g)),
-                         (prefix + "mean", _buffer(m_st, m)), (prefix + "var", _buffer(v_st, v))],
-                        None if out is None else _buffer(out_st, out), prefix + "out", path,
-                        out_is_weight)
+        buffers = [(prefix + name, checks.buffer(st, x)) for name, st, x in
+                   zip(checks.INPUTS, (w_st, g_st, m_st, v_st), (w, g, m, v))]
+        checks.check_aliasing(buffers, None if out is None else checks.buffer(out_st, out),
+                              prefix + "out", path, out_is_weight)
 
     w_arr = dense_buffer(w_st, w, state=False)
     m_arr = dense_buffer(m_st, m, state=True)
@@ -283,7 +149,7 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
         if out_is_weight:
             o_arr = w_arr
         elif out_st == "default" or out.stores_all_rows():
-            o_arr = _buffer(out_st, out)
+            o_arr = checks.buffer(out_st, out)
         else:
             o_arr = _arrays.empty_like(w_arr)
         if out_st == "row_sparse" and o_arr is not out.data:
@@ -337,6 +203,8 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
     for u in updates:
         by_device.setdefault(u.device, []).append(u)
     chosen = {dev: dispatch.select(dev, backend) for dev in by_device}   # raises before writing
+    if "cpu" in by_device:
+        checks.check_disjoint([_footprint(u) for u in by_device["cpu"]])
     for dev, group in by_device.items():
         spec, module = chosen[dev]
         lib = spec.array_library
@@ -354,6 +222,12 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
             for step in u.finish:
                 step()
     return [u.result for u in updates]
+
+
+def _footprint(u: Prepared) -> tuple[tuple, tuple]:
+    """(arrays the kernel reads, arrays it writes), as NumPy views."""
+    a = u.numpy_args or tuple(_arrays.numpy_view(x) for x in u.arrays)
+    return (a[:2], a[2:5]) if u.kernel == "dense" else (a[:3], a[3:6])
 
 
 def _kernel_args(u: Prepared, lib: str) -> tuple:
@@ -481,8 +355,3 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
     prepared = [prepare(weights[i], grads[i], means[i], vars[i], params_of(i), outs[i],
                         prefix=f"[{i}] ") for i in range(n)]
     return execute(prepared, backend)
-
-
-def params_from_mapping(kwargs: Mapping[str, Any]) -> AdamParams:
-    """Parse MXNet-style keyword parameters (helper for the symbolic front end)."""
-    return AdamParams.from_kwargs(kwargs, allow_dunder=True)

@@ -53,7 +53,7 @@ def _uint64_to_float32(n: int) -> np.float32:
 
 @functools.lru_cache(maxsize=4096)   # training loops send the same few strings every step
 def _dmlc_strtof(text: str) -> tuple[np.float32, int, bool]:
-    """dmlc ``ParseFloat<float, CheckRange=true>``: returns (value, characters used, out_of_range)."""
+    """dmlc ``ParseFloat<float, CheckRange=true>``: (value, characters used, out_of_range)."""
     p, n = 0, len(text)
 
     def at(i: int) -> str:

@@ -61,7 +61,8 @@ class RowSparseArray:
                 data = np.asarray(data)
                 lib = "numpy"
             else:
-                raise TypeError(f"RowSparseArray: data must be a numpy.ndarray or torch.Tensor, got "
+                raise TypeError(f"RowSparseArray: data must be a numpy.ndarray or torch.Tensor, "
+                                f"got "
                                 f"{_arrays.describe(data)}")
         if lib == "torch" and _arrays.torch_layout(data) != "strided":
             raise TypeError("RowSparseArray: data must be a dense torch tensor; for a sparse COO "
@@ -108,11 +109,13 @@ class RowSparseArray:
         import torch
         if not isinstance(indices, torch.Tensor):
             indices = torch.as_tensor(np.asarray(indices), device=data.device)
-        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+        if (indices.dtype.is_floating_point or indices.dtype.is_complex
+                or indices.dtype == torch.bool):
             raise TypeError(f"RowSparseArray: indices must be integers, got dtype {indices.dtype}; "
                             f"convert with indices.long()")
         if indices.dim() != 1:
-            raise ValueError(f"RowSparseArray: indices must be 1-D, got shape {tuple(indices.shape)}")
+            raise ValueError(f"RowSparseArray: indices must be 1-D, got shape "
+                             f"{tuple(indices.shape)}")
         if indices.device != data.device:
             raise ValueError(f"RowSparseArray: indices are on {indices.device} but data is on "
                              f"{data.device}; move both to one device")
@@ -222,7 +225,7 @@ class RowSparseArray:
 
     @classmethod
     def from_torch(cls, tensor: Any) -> "RowSparseArray":
-        """From a torch sparse COO tensor (as ``nn.Embedding(sparse=True)`` produces) or a dense one.
+        """From a torch sparse COO tensor (``nn.Embedding(sparse=True)`` makes them) or a dense one.
 
         A COO tensor's value sums its duplicate entries, so it is coalesced first: the result
         holds the same numbers as ``tensor.to_dense()``.
