@@ -248,14 +248,43 @@ def numba_kernels():
     return numba_kernels
 
 
-def test_half_decode_exhaustive(numba_kernels):
+def _converters(numba_kernels, kind):
+    """(decode, encode) loops over one float16 implementation: the integer one every CPU runs,
+    or the F16C one (used where the CPU has it)."""
+    from numba import njit
+    if kind == "f16c" and not numba_kernels.HARDWARE_HALF:
+        pytest.skip("this CPU has no F16C: the integer conversions are in use")
+    to_float = getattr(numba_kernels, f"_half_to_float_{kind}")
+    to_half = getattr(numba_kernels, f"_float_to_half_{kind}")
+
+    @njit
+    def decode(h, out):
+        for i in range(h.shape[0]):
+            out[i] = to_float(h[i])
+
+    @njit
+    def encode(x, out):
+        for i in range(x.shape[0]):
+            out[i] = to_half(x[i])
+    return decode, encode
+
+
+def test_the_kernels_use_the_hardware_conversions_where_present(numba_kernels):
+    assert (numba_kernels.float_to_half is numba_kernels._float_to_half_f16c) == \
+        numba_kernels.HARDWARE_HALF
+
+
+@pytest.mark.parametrize("kind", ["soft", "f16c"])
+def test_half_decode_exhaustive(numba_kernels, kind):
+    decode, _ = _converters(numba_kernels, kind)
     bits = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16)
     got = np.empty(bits.shape, np.float32)
-    numba_kernels.float_from_half(bits, got)
+    decode(bits, got)
     assert_bitexact(got, bits.view(np.float16).astype(np.float32), "float16 -> float32")
 
 
-def test_half_encode_exhaustive(numba_kernels, rng):
+@pytest.mark.parametrize("kind", ["soft", "f16c"])
+def test_half_encode_exhaustive(numba_kernels, rng, kind):
     """float32 -> float16 (ties to even) at every float16, every midpoint and its neighbours,
     the overflow and underflow edges, and 4M random bit patterns, against NumPy."""
     halves = np.arange(1 << 16, dtype=np.uint64).astype(np.uint16).view(np.float16)
@@ -269,7 +298,7 @@ def test_half_encode_exhaustive(numba_kernels, rng):
                         randoms.view(np.float32)])
     x = np.concatenate([x, -x])
     got = np.empty(x.shape, np.uint16)
-    numba_kernels.half_from_float(x, got)
+    _converters(numba_kernels, kind)[1](x, got)
     with np.errstate(over="ignore"):
         want = x.astype(np.float16)
     assert_bitexact(got.view(np.float16), want, "float32 -> float16")

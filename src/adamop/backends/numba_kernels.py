@@ -7,8 +7,8 @@ operation (no FMA contraction, no reassociation), which is what bit-exactness ne
 float16 is carried as its ``uint16`` bits. Each value is widened to float32 (exact), every
 operation is done in float32 and rounded back to the nearest float16 (ties to even) before the
 next one uses it. float32 has 24 >= 2*11 + 2 bits, so this equals native float16 arithmetic and
-NumPy's float16 ufuncs (SPEC B §1.3). The rounding is written with integer bit operations and
-selects, so LLVM can vectorise it.
+NumPy's float16 ufuncs (SPEC B §1.3). The conversions are the CPU's F16C instructions where it
+has them, else integer bit operations and selects (both vectorise).
 
 Arrays are 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) of any layout; ``sc`` holds the
 scalars ``lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, 1-beta1, 1-beta2`` in the
@@ -109,7 +109,7 @@ def inspect_arrays(ids, head):
 
 # ---- float16 <-> float32 ----------------------------------------------------------------------
 @njit(**_CALL)
-def round_half(x):
+def _round_half_soft(x):
     """The float16 value nearest to float32 ``x`` (ties to even), as a float32; overflow -> inf."""
     u = np.int64(_bits(x))
     a = u & 0x7FFFFFFF
@@ -127,7 +127,7 @@ def round_half(x):
 
 
 @njit(**_CALL)
-def half_to_float(h):
+def _half_to_float_soft(h):
     """float16 bits -> float32 (exact)."""
     h = np.int64(h)
     e = (h >> 10) & 0x1F
@@ -139,15 +139,54 @@ def half_to_float(h):
 
 
 @njit(**_CALL)
-def float_to_half(x):
+def _float_to_half_soft(x):
     """float32 -> float16 bits, rounding to nearest even (NaN becomes a quiet NaN)."""
-    u = np.int64(_bits(round_half(x)))
+    u = np.int64(_bits(_round_half_soft(x)))
     a = u & 0x7FFFFFFF
     sub = np.int64(_float(a) * _TWO_POW_24)    # exact: a is a multiple of 2^-24 here
     r = (a - 0x38000000) >> 13 if a >= 0x38800000 else sub
     r = 0x7C00 if a == 0x7F800000 else r
     r = 0x7E00 | ((a >> 13) & 0x3FF) if a > 0x7F800000 else r
     return np.uint16(r | ((u >> 16) & 0x8000))
+
+
+# With F16C (x86 CPUs since about 2012) LLVM turns these conversions into one vcvtps2ph /
+# vcvtph2ps each, correctly rounded (ties to even) and vectorised: float16 updates ran ~10x faster
+# than with the integer versions above, which remain for CPUs without it (LLVM would otherwise
+# emit calls to compiler-rt helpers that Numba does not link).
+@intrinsic
+def _round_half_f16c(typingctx, x):
+    def codegen(context, builder, sig, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _half_to_float_f16c(typingctx, h):
+    def codegen(context, builder, sig, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def _float_to_half_f16c(typingctx, x):
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+    return types.uint16(types.float32), codegen
+
+
+def _host_has_f16c() -> bool:
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("f16c", False))
+
+
+HARDWARE_HALF = _host_has_f16c()
+if HARDWARE_HALF:
+    round_half, half_to_float, float_to_half = (
+        _round_half_f16c, _half_to_float_f16c, _float_to_half_f16c)
+else:
+    round_half, half_to_float, float_to_half = (
+        _round_half_soft, _half_to_float_soft, _float_to_half_soft)
 
 
 # ---- loads, stores and rounding, specialised on the array dtype at compile time --------------
@@ -308,17 +347,3 @@ def limit(w, g, m, v):
             m[i] = c + b
             v[i] = d + b
             w[i] = a + d
-
-
-@njit(**_JIT)
-def half_from_float(x, out):
-    """float32 -> float16 bits over arrays (exposed for the conversion's exhaustive test)."""
-    for i in prange(x.shape[0]):
-        out[i] = float_to_half(x[i])
-
-
-@njit(**_JIT)
-def float_from_half(h, out):
-    """float16 bits -> float32 over arrays (exposed for tests)."""
-    for i in prange(h.shape[0]):
-        out[i] = half_to_float(h[i])
