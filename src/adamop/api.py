@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -44,34 +44,58 @@ class Prepared:
 _FLOAT_TYPES = frozenset(_arrays.FLOAT_DTYPES)
 
 
+_TYPE, _BASE, _DTYPE, _SHAPE, _WRITEABLE = (operator.attrgetter(a) for a in (
+    "__class__", "base", "dtype", "shape", "flags.writeable"))
+
+
+def _owned_numpy_tasks(ws: Sequence[Any], gs: Sequence[Any], ms: Sequence[Any],
+                       vs: Sequence[Any], outs: Sequence[Any],
+                       params: AdamParams | Sequence[AdamParams]) -> list[tuple] | None:
+    """The common case, checked at C speed: kernel tasks ``(w, g, m, v, out, scalars)``, or None
+    to take the general path (which also gives every error).
+
+    A whole model's update is validated on every step, so the usual call is recognised with
+    ``map``s over all its arrays (about 1 us per tensor): dense NumPy arrays that each own their
+    memory and appear once (``out`` may be its own weight), a native float dtype and one shape per
+    tensor, writeable states and outputs. Such arrays cannot overlap, within a tensor or across.
+    """
+    written = [o for o, w in zip(outs, ws) if o is not None and o is not w]
+    every = [*ws, *gs, *ms, *vs, *written]
+    if (set(map(_TYPE, every)) != {np.ndarray}
+            or any(map(operator.is_not, map(_BASE, every), repeat(None)))
+            or len(set(map(id, every))) != len(every)):
+        return None
+    dtypes, shapes = list(map(_DTYPE, ws)), list(map(_SHAPE, ws))
+    given_outs = [o for o in outs if o is not None]   # out=weight: the weight is written too
+    if not set(dtypes) <= _FLOAT_TYPES or not all(map(_WRITEABLE, [*ms, *vs, *given_outs])):
+        return None
+    for seq in (gs, ms, vs):
+        if list(map(_DTYPE, seq)) != dtypes or list(map(_SHAPE, seq)) != shapes:
+            return None
+    if written:
+        mine = [w for o, w in zip(outs, ws) if o is not None and o is not w]
+        if (list(map(_DTYPE, written)) != list(map(_DTYPE, mine))
+                or list(map(_SHAPE, written)) != list(map(_SHAPE, mine))):
+            return None
+    if any(map(operator.is_, outs, repeat(None))):
+        outs = [np.empty(w.shape, w.dtype) if o is None else o for o, w in zip(outs, ws)]
+    if isinstance(params, AdamParams):   # one set for the whole model: one Scalars per dtype
+        by_dtype = {dt: params.scalars(dt) for dt in set(dtypes)}
+        scalars = list(map(by_dtype.__getitem__, dtypes))
+    else:
+        scalars = [p.scalars(dt) for p, dt in zip(params, dtypes)]
+    return list(zip(ws, gs, ms, vs, outs, scalars))
+
+
 def _prepare_owned_numpy(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
                          out: Any) -> Prepared | None:
-    """The common case in a few microseconds, or None to take the general path.
-
-    A whole model's update validates every tensor on every step, so the usual call (dense NumPy
-    arrays that each own their memory, one native float dtype, one shape, writeable states)
-    is recognised with cheap checks; anything else, including every error, takes the general
-    path. Arrays that own their memory and are distinct objects cannot overlap.
-    """
-    arrays = (weight, grad, mean, var) if out is None or out is weight else (
-        weight, grad, mean, var, out)
-    for x in arrays:
-        if type(x) is not np.ndarray or x.base is not None:
-            return None
-    dtype, shape = weight.dtype, weight.shape
-    if dtype not in _FLOAT_TYPES or len({id(x) for x in arrays}) != len(arrays):
+    """:func:`_owned_numpy_tasks` for one update, as a plan (None: take the general path)."""
+    tasks = _owned_numpy_tasks((weight,), (grad,), (mean,), (var,), (out,), params)
+    if tasks is None:
         return None
-    for x in arrays[1:]:
-        if x.dtype is not dtype or x.shape != shape:
-            return None
-    if not (mean.flags.writeable and var.flags.writeable
-            and (out is None or out.flags.writeable)):
-        return None
-    o = np.empty(shape, dtype) if out is None else out
-    scalars = params.scalars(dtype)
-    return Prepared(path="dense", device="cpu", dtype=dtype, scalars=scalars,
-                    arrays=(weight, grad, mean, var, o), result=o,
-                    numpy_args=(weight, grad, mean, var, o, scalars))
+    task = tasks[0]
+    return Prepared(path="dense", device="cpu", dtype=weight.dtype, scalars=task[5],
+                    arrays=task[:5], result=task[4], numpy_args=task)
 
 
 def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
@@ -358,19 +382,26 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
              "rescale_grad": rescale_grad, "clip_gradient": clip_gradient,
              "lazy_update": lazy_update}
     per = {k: _per_tensor(k, v, n) for k, v in hyper.items()}
+    params: AdamParams | list[AdamParams]
     if not any(isinstance(v, (list, tuple)) for v in hyper.values()):
-        shared = AdamParams.from_kwargs(hyper)
-        params_of = lambda i: shared   # noqa: E731  (one parse for the whole model)
+        params = AdamParams.from_kwargs(hyper)   # one parse for the whole model
+        params_of = [params] * n
     else:
         parsed: dict[tuple, AdamParams] = {}   # parse each distinct set of values once
-
-        def params_of(i: int) -> AdamParams:
+        for i in range(n):
             key = tuple(None if per[k][i] is None else str(per[k][i]) for k in hyper)
             if key not in parsed:
                 parsed[key] = AdamParams.from_kwargs({k: per[k][i] for k in hyper},
                                                      op_name=f"tensor {i}")
-            return parsed[key]
+        params = params_of = [parsed[tuple(None if per[k][i] is None else str(per[k][i])
+                                           for k in hyper)] for i in range(n)]
     outs = out if out is not None else [None] * n
-    prepared = [prepare(weights[i], grads[i], means[i], vars[i], params_of(i), outs[i],
+    tasks = _owned_numpy_tasks(weights, grads, means, vars, outs, params)
+    if tasks is not None:
+        spec, module = dispatch.select("cpu", backend)
+        if spec.array_library == "numpy":   # the usual case: one backend call, no plans
+            module.adam_dense_multi(tasks)
+            return [t[4] for t in tasks]
+    prepared = [prepare(weights[i], grads[i], means[i], vars[i], params_of[i], outs[i],
                         prefix=f"[{i}] ") for i in range(n)]
     return execute(prepared, backend)
