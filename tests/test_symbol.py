@@ -240,9 +240,9 @@ def test_forward_equals_imperative_over_steps(dtype, rng, backend):
 
 def test_group_runs_as_one_batch_and_chain_as_two(rng, monkeypatch):
     calls = []
-    real = executor_mod.execute
-    monkeypatch.setattr(executor_mod, "execute",
-                        lambda plans, backend: calls.append(len(plans)) or real(plans, backend))
+    real = executor_mod.update_batch
+    monkeypatch.setattr(executor_mod, "update_batch",
+                        lambda inputs, *rest: calls.append(len(inputs)) or real(inputs, *rest))
     heads, args, aux = [], {}, {}
     for i in range(25):
         names = [f"p{i}_{k}" for k in ("w", "g", "m", "v")]

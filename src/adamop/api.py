@@ -18,7 +18,7 @@ from . import _arrays, checks, dispatch
 from .params import AdamParams, Scalars
 from .storage import RowSparseArray
 
-__all__ = ["adam_update", "adam_update_multi", "prepare", "execute", "Prepared"]
+__all__ = ["adam_update", "adam_update_multi", "update_batch", "prepare", "execute", "Prepared"]
 
 
 @dataclass(slots=True)
@@ -385,7 +385,6 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
     params: AdamParams | list[AdamParams]
     if not any(isinstance(v, (list, tuple)) for v in hyper.values()):
         params = AdamParams.from_kwargs(hyper)   # one parse for the whole model
-        params_of = [params] * n
     else:
         parsed: dict[tuple, AdamParams] = {}   # parse each distinct set of values once
         for i in range(n):
@@ -393,15 +392,37 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
             if key not in parsed:
                 parsed[key] = AdamParams.from_kwargs({k: per[k][i] for k in hyper},
                                                      op_name=f"tensor {i}")
-        params = params_of = [parsed[tuple(None if per[k][i] is None else str(per[k][i])
-                                           for k in hyper)] for i in range(n)]
+        params = [parsed[tuple(None if per[k][i] is None else str(per[k][i]) for k in hyper)]
+                  for i in range(n)]
     outs = out if out is not None else [None] * n
-    tasks = _owned_numpy_tasks(weights, grads, means, vars, outs, params)
+    return update_batch(list(zip(weights, grads, means, vars)), params, outs,
+                        [f"[{i}] " for i in range(n)], backend)
+
+
+def update_batch(inputs: Sequence[tuple], params: AdamParams | Sequence[AdamParams],
+                 outs: Sequence[Any], prefixes: Sequence[str],
+                 backend: str | None = None) -> list[Any]:
+    """Validate and run many updates as one batch; the engine of :func:`adam_update_multi` and
+    of a symbolic ``Group``.
+
+    Args:
+        inputs: ``(weight, grad, mean, var)`` per update.
+        params: one :class:`AdamParams` for all, or one per update.
+        outs: the ``out`` of each update (None: a new array).
+        prefixes: what error messages call each update (e.g. ``"[3] "`` or ``"fc1_adam."``).
+        backend: as in :func:`adam_update`.
+
+    Returns:
+        The new weight of each update.
+    """
+    n = len(inputs)
+    ws, gs, ms, vs = (list(column) for column in zip(*inputs)) if n else ([], [], [], [])
+    tasks = _owned_numpy_tasks(ws, gs, ms, vs, outs, params)
     if tasks is not None:
         spec, module = dispatch.select("cpu", backend)
         if spec.array_library == "numpy":   # the usual case: one backend call, no plans
             module.adam_dense_multi(tasks)
             return [t[4] for t in tasks]
-    prepared = [prepare(weights[i], grads[i], means[i], vars[i], params_of[i], outs[i],
-                        prefix=f"[{i}] ") for i in range(n)]
-    return execute(prepared, backend)
+    each = [params] * n if isinstance(params, AdamParams) else params
+    return execute([prepare(*x, p, o, prefix=pre)
+                    for x, p, o, pre in zip(inputs, each, outs, prefixes)], backend)

@@ -1,9 +1,9 @@
 """``Symbol.bind`` -> :class:`Executor`: an interpreter that runs a graph through ``adamop.api``.
 
 The executor never does arithmetic itself. ``forward()`` walks the graph, hands every node to
-``adamop.api.prepare`` (the same validation and storage dispatch as the imperative call) and
-passes all nodes that can run together to ONE ``adamop.api.execute`` call, which gives every dense
-update of a device to the backend's batched kernel. A ``Group`` over a whole model is one such
+``adamop.api.update_batch`` (the same validation and storage dispatch as the imperative call,
+the engine of ``adam_update_multi``) one batch of nodes at a time, which gives every dense update
+of a device to the backend's batched kernel in one call. A ``Group`` over a whole model is one such
 batch; only a node that reads another node's output, or touches a variable that another node of
 the batch mutates, waits for a later batch.
 """
@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _arrays
-from ..api import execute, prepare
+from ..api import prepare, update_batch
 from ..storage import RowSparseArray
 from .graph import Entry, Node, Symbol
 
@@ -116,6 +116,8 @@ class Executor:
         self._variables = [n for n in nodes if n.is_variable]
         self._ops = [n for n in nodes if not n.is_variable]
         self._batches = _batches(self._ops)
+        self._bound_ids: tuple | None = None
+        self._cached: tuple[list[tuple], list[Any]] = ([], [])
         # Validate every node now (prepare writes nothing) and give each its output array.
         self._buffers: dict[tuple[int, int], Any] = {}
         env = self._env()
@@ -134,8 +136,7 @@ class Executor:
     @property
     def outputs(self) -> list[Any]:
         """The output arrays, in ``list_outputs()`` order (the same arrays after every forward)."""
-        env = self._env()
-        return [env[_key(e)] for e in self._symbol._outputs]
+        return list(self._plan()[1])
 
     @property
     def output_dict(self) -> dict[str, Any]:
@@ -156,12 +157,28 @@ class Executor:
         """
         for name, value in arrays.items():
             self._feed(name, value)
-        env = self._env()
-        for batch in self._batches:
-            plans = [prepare(*(env[_key(e)] for e in n.inputs), n.params,
-                             out=self._buffers[(id(n), 0)], prefix=f"{n.name}.") for n in batch]
-            execute(plans, self._backend)
+        for batch in self._plan()[0]:
+            update_batch(*batch, self._backend)
         return self.outputs
+
+    def _plan(self) -> tuple[list[tuple], list[Any]]:
+        """(``update_batch``'s arguments for each batch, the output arrays), rebuilt only when a
+        bound array has been replaced: a whole model's graph has thousands of nodes (every array
+        is still validated on every forward). Nodes given the same parameter strings share one
+        parsed ``AdamParams``, so the backend sees one set of scalars, not one per node."""
+        bound = (tuple(map(id, self.arg_dict.values())), tuple(map(id, self.aux_dict.values())))
+        if bound != self._bound_ids:
+            env = self._env()
+            shared: dict[tuple, Any] = {}
+            params = {id(n): shared.setdefault(tuple(sorted(n.params.given.items())), n.params)
+                      for n in self._ops}
+            self._cached = ([([tuple(env[_key(e)] for e in n.inputs) for n in batch],
+                              [params[id(n)] for n in batch],
+                              [self._buffers[(id(n), 0)] for n in batch],
+                              [f"{n.name}." for n in batch]) for batch in self._batches],
+                            [env[_key(e)] for e in self._symbol._outputs])
+            self._bound_ids = bound
+        return self._cached
 
     def _feed(self, name: str, value: Any) -> None:
         table = self.arg_dict if name in self.arg_dict else self.aux_dict
