@@ -60,6 +60,14 @@ def _scalar(x, IS_F64: tl.constexpr):
 
 
 @triton.jit
+def _scalars(lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64: tl.constexpr):
+    """Every hyperparameter through :func:`_scalar`."""
+    return (_scalar(lr, IS_F64), _scalar(beta1, IS_F64), _scalar(beta2, IS_F64),
+            _scalar(epsilon, IS_F64), _scalar(wd, IS_F64), _scalar(rescale_grad, IS_F64),
+            _scalar(clip_gradient, IS_F64))
+
+
+@triton.jit
 def _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
           CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
           IS_F64: tl.constexpr):
@@ -109,13 +117,8 @@ def adam_dense_kernel(w_ptr, g_ptr, m_ptr, v_ptr, o_ptr, n,
 @triton.jit
 def _dense_block(wp, gp, mp, vp, op, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
                  clip_gradient, CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr):
-    lr = _scalar(lr, IS_F64)
-    beta1 = _scalar(beta1, IS_F64)
-    beta2 = _scalar(beta2, IS_F64)
-    epsilon = _scalar(epsilon, IS_F64)
-    wd = _scalar(wd, IS_F64)
-    rescale_grad = _scalar(rescale_grad, IS_F64)
-    clip_gradient = _scalar(clip_gradient, IS_F64)
+    lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient = _scalars(
+        lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64)
     w = _load(wp, mask, IS_F64)
     g = _load(gp, mask, IS_F64)
     m = _load(mp, mask, IS_F64)
@@ -211,13 +214,8 @@ def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
         wrow = r
         grow = tl.load(pos_ptr + r, mask=rmask, other=-1)
         has = grow >= 0
-    lr = _scalar(lr, IS_F64)
-    beta1 = _scalar(beta1, IS_F64)
-    beta2 = _scalar(beta2, IS_F64)
-    epsilon = _scalar(epsilon, IS_F64)
-    wd = _scalar(wd, IS_F64)
-    rescale_grad = _scalar(rescale_grad, IS_F64)
-    clip_gradient = _scalar(clip_gradient, IS_F64)
+    lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient = _scalars(
+        lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64)
     wr = wrow[:, None]
     cc = c[None, :]
     w = _load(w_ptr + wr * w_rs + cc * w_cs, mask, IS_F64)
