@@ -90,12 +90,6 @@ def empty_like(x: Any) -> Any:
     return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
 
 
-def copy(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return np.array(x, copy=True, order="C")
-    return x.detach().clone(memory_format=__import__("torch").contiguous_format)
-
-
 def arange_like(n: int, x: Any) -> Any:
     """int64 row indices 0..n-1 in x's library and device."""
     if isinstance(x, np.ndarray):

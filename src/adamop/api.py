@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -229,9 +229,7 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
     for u in updates:
         by_device.setdefault(u.device, []).append(u)
     chosen = {dev: dispatch.select(dev, backend) for dev in by_device}   # raises before writing
-    cpu = by_device.get("cpu", ())
-    if len(cpu) > 1 and not _all_distinct_owned(cpu):
-        checks.check_disjoint([_footprint(u) for u in cpu])
+    checks.check_disjoint([_footprint(u) for u in by_device.get("cpu", ())])
     for dev, group in by_device.items():
         spec, module = chosen[dev]
         lib = spec.array_library
@@ -249,22 +247,6 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
             for step in u.finish:
                 step()
     return [u.result for u in updates]
-
-
-_FIVE, _FIRST, _FIFTH = (operator.itemgetter(slice(0, 5)), operator.itemgetter(0),
-                         operator.itemgetter(4))
-
-
-def _all_distinct_owned(group: Sequence[Prepared]) -> bool:
-    """True if every update took the fast lane (arrays that own their memory) and no array
-    object appears in two of them: then no two updates can overlap. Runs at C speed, for a
-    model's thousands of tensors; anything else gets the full check."""
-    args = [u.numpy_args for u in group]
-    if None in args:
-        return False
-    out_is_weight = sum(map(operator.is_, map(_FIRST, args), map(_FIFTH, args)))
-    distinct = len(set(map(id, chain.from_iterable(map(_FIVE, args)))))
-    return distinct == 5 * len(args) - out_is_weight
 
 
 def _footprint(u: Prepared) -> tuple[tuple, tuple]:
