@@ -10,6 +10,8 @@ compile on first use and are cached on disk (``NUMBA_CACHE_DIR`` moves the cache
 """
 from __future__ import annotations
 
+from itertools import chain, repeat
+from operator import is_, itemgetter
 from typing import Sequence
 
 import numpy as np
@@ -137,9 +139,14 @@ def adam_dense_multi(tasks: Sequence[tuple]) -> None:
         for task in tasks:
             adam_dense(*task)
         return
-    groups: dict[np.dtype, list[tuple]] = {}
-    for task in tasks:
-        groups.setdefault(task[5].dtype, []).append(task)
+    first = tasks[0][5]
+    # identity, not ==: Scalars that differ only in a zero's sign compare equal
+    if all(map(is_, map(itemgetter(5), tasks), repeat(first))):   # the usual case: one Scalars
+        groups = {first.dtype: tasks}
+    else:
+        groups = {}
+        for task in tasks:
+            groups.setdefault(task[5].dtype, []).append(task)
     for dtype, group in groups.items():
         addr, sizes, ok = _inspect(group)
         for t in np.flatnonzero(~ok):
@@ -186,13 +193,14 @@ def _inspect(group: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data addresses (T, 5), sizes (T,), usable (T,)) of each task's five arrays."""
     if not _struct_layout_ok():
         return _inspect_slow(group)
-    ids = np.fromiter((id(a) for t in group for a in t[:5]), np.int64, 5 * len(group))
-    return _k.inspect_arrays(ids.reshape(len(group), 5), _HEAD)
+    # id() of every element of every task (C-level iteration), then the Scalars column dropped
+    ids = np.fromiter(map(id, chain.from_iterable(group)), np.int64, 6 * len(group))
+    return _k.inspect_arrays(np.ascontiguousarray(ids.reshape(len(group), 6)[:, :5]), _HEAD)
 
 
 def _multi(dtype: np.dtype, group: list[tuple], addr: np.ndarray, sizes: np.ndarray) -> None:
     first_s = group[0][5]
-    if all(t[5] is first_s for t in group):   # the usual case: one set of hyperparameters
+    if all(map(is_, map(itemgetter(5), group), repeat(first_s))):   # one set of hyperparameters
         row_of, distinct = np.zeros(len(group), np.int64), [first_s]
     else:   # one scalar row per distinct Scalars object
         rows: dict[int, int] = {}
