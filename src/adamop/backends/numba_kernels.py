@@ -379,3 +379,24 @@ def limit(w, g, m, v):
             m[i] = c + b
             v[i] = d + b
             w[i] = a + d
+
+
+@njit(**_JIT)
+def limit_rows(w, gd, idx, m, v):
+    """``limit`` for the lazy pattern: rows ``idx`` of 2-D w, m, v (prefetched as in ``lazy``)
+    and the grad rows in order, trivial math."""
+    n, nnz = w.shape[1], idx.shape[0]
+    line = max(1, 64 // w.itemsize)
+    for k in prange(nnz):
+        if k + _AHEAD < nnz:
+            ahead = idx[k + _AHEAD]
+            for c in range(0, n, line):
+                _prefetch(w, ahead, c)
+                _prefetch(m, ahead, c)
+                _prefetch(v, ahead, c)
+        r = idx[k]
+        for j in range(np.uint64(n)):
+            a, b, c, d = w[r, j], gd[k, j], m[r, j], v[r, j]
+            m[r, j] = c + b
+            v[r, j] = d + b
+            w[r, j] = a + d

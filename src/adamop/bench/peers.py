@@ -87,12 +87,30 @@ def _sane(before: np.ndarray, after: np.ndarray, what: str) -> None:
                           f"|change| {typical:.3g} for lr {LR})")
 
 
-def _limit(n: int, dt: np.dtype, nbytes: int, name: str = "limit (same pattern)") -> Runner:
+LIMIT = "limit (same pattern)"
+
+
+def _limit(case: Case, data: dict) -> Runner:
+    """The trivial kernel with the case's memory pattern: contiguous arrays of the elements it
+    moves, or for lazy row_sparse the same random rows of tables of the same shape."""
     from adamop.backends import numba_kernels
+    dt = np.dtype(case.dtype)
     raw = np.uint16 if dt == np.float16 else dt   # the trivial kernel only moves the bytes
-    w, g, m, v = (np.ones(n, raw) for _ in range(4))
-    numba_kernels.limit(w, g, m, v)
-    return Runner(name, "limit", lambda: numba_kernels.limit(w, g, m, v), nbytes)
+    if case.kind == "lazy":
+        w, m, v = (np.ones((case.size, case.row_length), raw) for _ in range(3))
+        gd, idx = data["gdata"].view(raw), data["idx"]
+
+        def step():
+            numba_kernels.limit_rows(w, gd, idx, m, v)
+        name = LIMIT + ", random rows"
+    else:
+        w, g, m, v = (np.ones(case.elements, raw) for _ in range(4))
+
+        def step():
+            numba_kernels.limit(w, g, m, v)
+        name = LIMIT
+    step()   # compiles
+    return Runner(name, "limit", step, case.bytes)
 
 
 def _adamop_backends() -> list[str]:
@@ -106,11 +124,10 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
     data = _data(case, rng)
     runners: list[Runner] = []
     skipped: list[tuple[str, str]] = []
-    dt = np.dtype(case.dtype)
     try:
-        runners.append(_limit(case.elements, dt, case.bytes))
+        runners.append(_limit(case, data))
     except ImportError as exc:
-        skipped.append(("limit (same pattern)", f"needs numba ({exc})"))
+        skipped.append((LIMIT, f"needs numba ({exc})"))
     for b in _adamop_backends():
         if b == "numpy" and case.elements > big_reference:
             skipped.append((f"{ADAMOP}[numpy]", "the reference is too slow to time at this size "
