@@ -90,3 +90,25 @@ def test_batch_allows_a_grad_shared_by_two_parameters(backend):
     vs = [np.zeros(4, np.float32) for _ in range(2)]
     adamop.adam_update_multi(ws, [g, g], ms, vs, lr=0.1, out=ws, backend=backend)
     assert np.array_equal(ws[0], ws[1])
+
+
+def test_address_description_agrees_with_numpy_views():
+    """The overlap checks of device tensors use arrays that only describe addresses; built from
+    CPU tensors, they must give every overlap answer that the real NumPy views give."""
+    torch = pytest.importorskip("torch")
+    from adamop import _arrays
+
+    base = torch.zeros(6, 10)
+    views = {"all": base, "row": base[1], "rows": base[2:4], "cols": base[:, 3:5],
+             "step": base[:, ::3], "t": base.t(), "flat": base.reshape(-1)[7:19],
+             "other": torch.zeros(6, 10), "empty": base[3:3], "half": base.to(torch.float16)}
+    for a_name, a in views.items():
+        da = _arrays.describe_addresses(a)
+        assert da.shape == tuple(a.shape) and da.itemsize == a.element_size()
+        for b_name, b in views.items():
+            db, na, nb = _arrays.describe_addresses(b), a.numpy(), b.numpy()
+            assert _arrays.overlap(da, db) == _arrays.overlap(na, nb), (a_name, b_name)
+            if a.numel() and b.numel():   # an empty tensor touches nothing: no address kept
+                assert _arrays.same_view(da, db) == _arrays.same_view(na, nb), (a_name, b_name)
+            if a.numel():
+                assert _arrays.byte_bounds(da) == _arrays.byte_bounds(na)

@@ -296,6 +296,7 @@ def test_no_synchronising_call_after_warm_up() -> None:
     rows = RowSparseArray(torch.rand(2, 10, device="cuda"), torch.tensor([1, 7], device="cuda"),
                           (1000, 10))
     wr, mr, vr = (torch.rand(1000, 10, device="cuda") for _ in range(3))
+    coo = rows.to_torch()                         # a coalesced torch COO grad, taken as it is
 
     def updates():
         adamop.adam_update(w[0], g[0], m[0], v[0], lr=0.01, out=w[0])
@@ -303,6 +304,7 @@ def test_no_synchronising_call_after_warm_up() -> None:
         adamop.adam_update_multi(w, g, m, v, lr=[0.01, 0.02, 0.03], out=w)
         for lazy in (True, False):
             adamop.adam_update(wr, rows, mr, vr, lr=0.01, out=wr, lazy_update=lazy)
+            adamop.adam_update(wr, coo, mr, vr, lr=0.01, out=wr, lazy_update=lazy)
     updates()                                     # compiles, builds the cached tables
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")       # any synchronising torch call now raises
@@ -397,3 +399,25 @@ def test_two_gpus_raise() -> None:
     w, g, m = (torch.rand(8, device="cuda:0") for _ in range(3))
     with pytest.raises(ValueError, match="var is on cuda:1 but weight is on cuda:0"):
         adamop.adam_update(w, g, m, torch.rand(8, device="cuda:1"), lr=0.1)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["mean=var", "out overlaps grad", "shared mean in a batch"])
+def test_cuda_aliasing_refused_before_writing(case: str) -> None:
+    """The same aliasing rules as on the CPU, from the tensors' addresses (nothing is read)."""
+    base = torch.zeros(20, device="cuda")
+    w, g = torch.rand(16, device="cuda"), torch.rand(16, device="cuda")
+    m, v = torch.zeros(16, device="cuda"), torch.zeros(16, device="cuda")
+    before = [to_numpy(t) for t in (w, g, m, v, base)]
+    with pytest.raises(ValueError, match="share memory|overlaps"):
+        if case == "mean=var":
+            adamop.adam_update(w, g, m, m, lr=0.1, out=w)
+        elif case == "out overlaps grad":
+            g2 = base[:16]
+            adamop.adam_update(w, g2, m, v, lr=0.1, out=base[4:])
+        else:
+            adamop.adam_update_multi([w, torch.rand(16, device="cuda")], [g, g], [m, m],
+                                     [v, torch.zeros(16, device="cuda")], lr=0.1)
+    for t, b in zip((w, g, m, v, base), before):
+        assert_bitexact(t, b, "unchanged after the error")

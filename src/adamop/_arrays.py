@@ -54,6 +54,37 @@ def numpy_view(x: Any) -> np.ndarray:
     return x.detach().numpy()
 
 
+class _Interface:
+    """Carries an ``__array_interface__`` for :func:`address_view`."""
+
+    def __init__(self, interface: dict) -> None:
+        self.__array_interface__ = interface
+
+
+def address_view(x: Any) -> np.ndarray:
+    """A NumPy array with x's addresses, shape and strides, for overlap and aliasing checks.
+
+    A NumPy array or CPU tensor gives its (zero-copy) NumPy view. A device tensor gives an array
+    that only *describes* its addresses: NumPy's overlap tests read addresses, never elements,
+    and nothing may read this array (the memory is on the device).
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if x.device.type == "cpu":
+        return numpy_view(x)
+    return describe_addresses(x)
+
+
+def describe_addresses(x: Any) -> np.ndarray:
+    """The address-only array of :func:`address_view` for any torch tensor (void items)."""
+    size = x.element_size()
+    if x.numel() == 0 or x.data_ptr() == 0:   # no memory (empty, or a meta tensor): no overlap
+        return np.empty(tuple(x.shape) if x.numel() == 0 else 0, dtype=f"V{size}")
+    return np.asarray(_Interface({
+        "version": 3, "data": (x.data_ptr(), False), "typestr": f"|V{size}",
+        "shape": tuple(x.shape), "strides": tuple(st * size for st in x.stride())}))
+
+
 def writeable(x: Any) -> bool:
     if isinstance(x, np.ndarray):
         return bool(x.flags.writeable)

@@ -136,8 +136,8 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
         checks.check_writeable(prefix + "out", checks.buffer(out_st, out))
 
     out_is_weight = out is not None and (out is weight or (
-        out_st == w_st == "default" and dev == "cpu"
-        and _arrays.same_view(_arrays.numpy_view(out), _arrays.numpy_view(weight))))
+        out_st == w_st == "default"
+        and _arrays.same_view(_arrays.address_view(out), _arrays.address_view(weight))))
     setup: list[Callable[[], None]] = []
     finish: list[Callable[[], None]] = []
 
@@ -153,11 +153,10 @@ def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
             finish.append(lambda: x._set_rows(dense, _arrays.arange_like(shape[0], dense)))
         return dense
 
-    if dev == "cpu":
-        buffers = [(prefix + name, checks.buffer(st, x)) for name, st, x in
-                   zip(checks.INPUTS, (w_st, g_st, m_st, v_st), (w, g, m, v))]
-        checks.check_aliasing(buffers, None if out is None else checks.buffer(out_st, out),
-                              prefix + "out", path, out_is_weight)
+    buffers = [(prefix + name, checks.buffer(st, x)) for name, st, x in
+               zip(checks.INPUTS, (w_st, g_st, m_st, v_st), (w, g, m, v))]
+    checks.check_aliasing(buffers, None if out is None else checks.buffer(out_st, out),
+                          prefix + "out", path, out_is_weight)
 
     w_arr = dense_buffer(w_st, w, state=False)
     m_arr = dense_buffer(m_st, m, state=True)
@@ -229,7 +228,7 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
     for u in updates:
         by_device.setdefault(u.device, []).append(u)
     chosen = {dev: dispatch.select(dev, backend) for dev in by_device}   # raises before writing
-    checks.check_disjoint([_footprint(u) for u in by_device.get("cpu", ())])
+    checks.check_disjoint([_footprint(u) for u in updates])   # devices never share addresses
     for dev, group in by_device.items():
         spec, module = chosen[dev]
         lib = spec.array_library
@@ -250,8 +249,8 @@ def execute(updates: Sequence[Prepared], backend: str | None = None) -> list[Any
 
 
 def _footprint(u: Prepared) -> tuple[tuple, tuple]:
-    """(arrays the kernel reads, arrays it writes), as NumPy views."""
-    a = u.numpy_args or tuple(_arrays.numpy_view(x) for x in u.arrays)
+    """(arrays the kernel reads, arrays it writes), as NumPy arrays over their addresses."""
+    a = u.numpy_args or tuple(_arrays.address_view(x) for x in u.arrays)
     return (a[:2], a[2:5]) if u.kernel == "dense" else (a[:3], a[3:6])
 
 

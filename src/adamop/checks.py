@@ -124,7 +124,7 @@ def storage_path(stypes: tuple[str, str, str, str], lazy_update: bool) -> str:
 def check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path: str,
                     out_is_weight: bool) -> None:
     """Arrays the kernel reads and writes may alias only as whole identical views (SPEC B §2)."""
-    views = [(n, _arrays.numpy_view(b)) for n, b in named if b is not None]
+    views = [(n, _arrays.address_view(b)) for n, b in named if b is not None]
     for i, (na, a) in enumerate(views):
         for nb, b in views[i + 1:]:
             if _arrays.overlap(a, b) and not ({na, nb} == {"weight", "grad"}
@@ -133,7 +133,7 @@ def check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path: 
                                  f"writing {nb} (or the reverse), so they must be separate arrays")
     if out is None:
         return
-    o = _arrays.numpy_view(out)
+    o = _arrays.address_view(out)
     for n, b in views:
         if not _arrays.overlap(o, b):
             continue
@@ -148,7 +148,8 @@ def check_aliasing(named: list[tuple[str, Any]], out: Any, out_name: str, path: 
 def check_disjoint(batch: list[tuple[Sequence[Any], Sequence[Any]]]) -> None:
     """No update of a batch writes memory that another update of it reads or writes.
 
-    ``batch`` holds each update's (arrays read, arrays written), as NumPy views. The backends
+    ``batch`` holds each update's (arrays read, arrays written), as NumPy arrays over their
+    addresses (:func:`adamop._arrays.address_view`). The backends
     run a batch in parallel, so such a pair would race (in MXNet too); the same array passed for
     two parameters is the usual cause. Arrays that own their memory overlap only when identical,
     which ids settle in one pass; views are compared by their byte ranges.
