@@ -158,6 +158,28 @@ def test_from_torch_sparse_dim_2():
     assert torch.equal(RowSparseArray.from_torch(dup).todense(), dup.to_dense())
 
 
+def test_from_torch_coalesced_reads_nothing_back(monkeypatch):
+    """A coalesced COO grad is taken as torch keeps it (sorted, unique, in range): no value is
+    read back to the host, so on CUDA the update needs no synchronisation. Every way of reading
+    a tensor's value on the host is made to fail while it is converted."""
+    emb = _embedding_grad([3, 1, 3, 7, 3])
+    coo = emb.weight.grad.coalesce()
+    assert coo.is_coalesced()
+    checked = RowSparseArray(coo.values(), coo.indices()[0], tuple(coo.shape))   # validated
+
+    def readback(*args, **kwargs):
+        raise AssertionError("a tensor value was read back to the host")
+    for name in ("__bool__", "__int__", "__index__", "__float__", "item", "tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, readback)
+    a = RowSparseArray.from_torch(coo)
+    monkeypatch.undo()
+    assert a.is_coalesced() and a.shape == checked.shape
+    assert torch.equal(a.indices, checked.indices) and torch.equal(a.data, checked.data)
+    # and the uncoalesced grad (torch's coalesce itself reads sizes back) gives the same rows
+    b = RowSparseArray.from_torch(emb.weight.grad)
+    assert torch.equal(b.indices, a.indices) and torch.equal(b.data, a.data)
+
+
 def test_from_torch_rejects_other_layouts():
     with pytest.raises(TypeError, match=r"sparse_csr tensors are not supported"):
         RowSparseArray.from_torch(torch.eye(3).to_sparse_csr())

@@ -121,6 +121,14 @@ class RowSparseArray:
                              f"{data.device}; move both to one device")
         return indices.to(torch.int64).contiguous()
 
+    @classmethod
+    def _canonical(cls, data: Any, indices: Any, shape: tuple[int, ...]) -> "RowSparseArray":
+        """An array from rows already known to be canonical (int64 indices sorted, unique, in
+        range; data matching), without the checks, which would read the indices."""
+        self = cls.__new__(cls)
+        self._data, self._indices, self._shape, self._duplicates = data, indices, shape, None
+        return self
+
     # ---- properties -------------------------------------------------------------------------
     @property
     def data(self) -> Any:
@@ -239,8 +247,14 @@ class RowSparseArray:
             raise TypeError(f"from_torch: {layout} tensors are not supported (adamop supports "
                             f"dense and row_sparse storage; csr is out of scope); convert with "
                             f".to_dense() or .to_sparse_coo()")
-        t = tensor.detach().coalesce()
+        t = tensor.detach()
         shape = tuple(t.shape)
+        if t.is_coalesced() and t.sparse_dim() == 1:
+            # torch keeps a coalesced tensor's indices sorted, unique and in range: taking them
+            # as they are reads nothing back from the device, so the update stays free of host
+            # synchronisation (and can be captured in a CUDA graph)
+            return cls._canonical(t.values(), t.indices()[0], shape)
+        t = t.coalesce()
         if t.sparse_dim() == 1:
             return cls(t.values(), t.indices()[0], shape)
         import torch
@@ -255,7 +269,9 @@ class RowSparseArray:
         src = self.coalesce()
         data = src._data if src.library == "torch" else torch.from_numpy(src._data)
         idx = src._indices if src.library == "torch" else torch.from_numpy(src._indices)
-        return torch.sparse_coo_tensor(idx.reshape(1, -1), data, self._shape, is_coalesced=True)
+        # the indices were checked when this array was built (in range, sorted, unique)
+        return torch.sparse_coo_tensor(idx.reshape(1, -1), data, self._shape, is_coalesced=True,
+                                       check_invariants=False)
 
     def _set_rows(self, data: Any, indices: Any) -> None:
         """Replace the stored rows in place (the update's write-back into row_sparse states)."""
