@@ -28,7 +28,7 @@ from .triton_kernels import adam_dense_kernel, adam_multi_kernel, adam_rows_kern
 __all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi", "plan_dense_multi"]
 
 # Launch shapes. Elementwise and memory-bound: 2048 elements per program (16 per thread with
-# 4 warps) keeps enough bytes in flight; to be tuned on the GPU with benchmarks/gpu/.
+# 4 warps) keeps enough bytes in flight; to be tuned on the GPU with `adamop bench --device cuda`.
 BLOCK = 2048
 NUM_WARPS = 4
 ROW_TILE = 2048            # elements per program of the row kernels (BLOCK_R * BLOCK_C)

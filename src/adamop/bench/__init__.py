@@ -1,4 +1,5 @@
-"""``adamop bench``: adamop's CPU backends against the same-pattern limit and the peers present.
+"""``adamop bench``: adamop against the same-pattern limit and the peers present, on the CPU
+(default) or, with ``--device cuda``, on a GPU (:mod:`.gpu`).
 
 Method (``BENCH.md``): GB/s at 7 x itemsize bytes per element (lazy row_sparse: the touched rows
 plus the indices); every runner of a case timed in turn in one process (MXNet through its side
@@ -16,6 +17,9 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamop bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: NumPy arrays against the CPU peers (default); cuda: torch CUDA "
+                        "tensors against the GPU peers, with the device copy as the limit")
     p.add_argument("--quick", action="store_true", help="small sizes, few repetitions (seconds)")
     p.add_argument("--cases", nargs="+", metavar="PATTERN",
                    help="only cases whose name contains a pattern, e.g. 'dense float32' lazy")
@@ -45,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import cases as cases_mod, harness, peers, report
 
-    chosen = cases_mod.select(cases_mod.all_cases(args.quick), args.cases)
+    on_gpu = args.device == "cuda"
+    if on_gpu:
+        from . import gpu
+    chosen = cases_mod.select(gpu.cases(args.quick) if on_gpu else
+                              cases_mod.all_cases(args.quick), args.cases)
     if args.list or not chosen:
         for c in chosen:
             print(c.name)
@@ -53,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             print("no case matches --cases " + " ".join(args.cases or []), file=sys.stderr)
             return 2
         return 0
+    if on_gpu:
+        why = gpu.unavailable()
+        if why is None and (args.mxnet_python or args.cold_start):
+            why = "--mxnet-python and --cold-start measure the CPU; run them without --device cuda"
+        if why is not None:
+            print(f"error: --device cuda: {why}", file=sys.stderr)
+            return 2
     reps = args.reps or (5 if args.quick else 15)
     mxnet = None
     if args.mxnet_python:
@@ -68,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, case in enumerate(chosen):
             print(f"[{i + 1}/{len(chosen)}] {case.name}: preparing and checking", file=sys.stderr)
-            runners, skipped[case.name] = peers.build(case, rng, mxnet=mxnet)
+            runners, skipped[case.name] = (gpu.build(case, rng) if on_gpu else
+                                           peers.build(case, rng, mxnet=mxnet))
             progress = harness.Progress(reps * len(runners), case.name)
             results += harness.time_case(case, runners, reps, progress)
             progress.close()
@@ -80,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if mxnet is not None:
             mxnet.close()
     desc = report.machine(mxnet.version if mxnet else None)
+    if on_gpu:
+        desc.update(gpu.describe())
     text = report.table(results, skipped)
     print("\n" + ", ".join(f"{k}={v}" for k, v in desc.items()) + "\n")
     print(text)

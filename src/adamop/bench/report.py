@@ -118,8 +118,8 @@ def plot(path: str, results: list[Result], desc: dict[str, str]) -> None:
         ax.set_title(f"dense {dt}")
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"adam_update on {desc['cpu']} ({desc['threads']} threads), {desc['timestamp']}",
-                 fontsize=9)
+    where = desc.get("device") or f"{desc['cpu']} ({desc['threads']} threads)"
+    fig.suptitle(f"adam_update on {where}, {desc['timestamp']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
