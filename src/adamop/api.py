@@ -98,10 +98,36 @@ def _prepare_owned_numpy(weight: Any, grad: Any, mean: Any, var: Any, params: Ad
                     arrays=task[:5], result=task[4], numpy_args=task)
 
 
+def _prepare_owned_row_sparse(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
+                              out: Any) -> Prepared | None:
+    """The usual embedding-table step, checked in a few comparisons (None: the general path):
+    dense NumPy weight, mean and var that own their memory, updated in place (``out=weight``),
+    and a coalesced NumPy ``RowSparseArray`` grad whose data and indices own theirs too. Arrays
+    that own their memory overlap only when they are the same object."""
+    if out is not weight or not (type(weight) is type(mean) is type(var) is np.ndarray):
+        return None
+    data, indices = grad.data, grad.indices
+    if (type(data) is not np.ndarray or not grad.is_coalesced()
+            or not (weight.base is mean.base is var.base is data.base is indices.base is None)
+            or len({id(weight), id(mean), id(var), id(data), id(indices)}) != 5):
+        return None
+    dtype, shape = weight.dtype, weight.shape
+    if (dtype not in _FLOAT_TYPES or not (data.dtype == mean.dtype == var.dtype == dtype)
+            or not (grad.shape == mean.shape == var.shape == shape)
+            or not (weight.flags.writeable and mean.flags.writeable and var.flags.writeable)):
+        return None
+    path = "lazy" if params.lazy_update else "std"
+    s = params.scalars(dtype)
+    args = (weight, data, indices, mean, var, weight, s)
+    return Prepared(path=path, device="cpu", dtype=dtype, scalars=s, arrays=args[:6],
+                    result=weight, numpy_args=args)
+
+
 def prepare(weight: Any, grad: Any, mean: Any, var: Any, params: AdamParams,
             out: Any = None, *, prefix: str = "") -> Prepared:
     """Validate one update and plan it, writing nothing. ``prefix`` qualifies error messages."""
-    fast = _prepare_owned_numpy(weight, grad, mean, var, params, out)
+    fast = (_prepare_owned_row_sparse if type(grad) is RowSparseArray else _prepare_owned_numpy)(
+        weight, grad, mean, var, params, out)
     if fast is not None:
         return fast
     named = [(prefix + n, *checks.classify(prefix + n, x))
