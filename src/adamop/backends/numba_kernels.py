@@ -338,18 +338,24 @@ def _prefetch(typingctx, a, r, c):
 _AHEAD = 8
 
 
+@njit(**_INLINE)
+def _prefetch_ahead(w, m, v, idx, k):
+    """Prefetch the w, m and v rows that step k + _AHEAD of a lazy loop will update."""
+    if k + _AHEAD < idx.shape[0]:
+        ahead = idx[k + _AHEAD]
+        line = max(1, 64 // w.itemsize)   # elements per 64-byte cache line
+        for c in range(0, w.shape[1], line):
+            _prefetch(w, ahead, c)
+            _prefetch(m, ahead, c)
+            _prefetch(v, ahead, c)
+
+
 @njit(**_JIT)
 def lazy(w, gd, idx, m, v, out, sc, clip):
     """Lazy row_sparse: only rows ``idx`` change; v squares first iff clipping (SPEC B §3)."""
     n, nnz = w.shape[1], idx.shape[0]
-    line = max(1, 64 // w.itemsize)   # elements per 64-byte cache line
     for k in prange(nnz):
-        if k + _AHEAD < nnz:
-            ahead = idx[k + _AHEAD]
-            for c in range(0, n, line):
-                _prefetch(w, ahead, c)
-                _prefetch(m, ahead, c)
-                _prefetch(v, ahead, c)
+        _prefetch_ahead(w, m, v, idx, k)
         _row(w, gd, m, v, out, idx[k], k, n, sc, clip, clip)
 
 
@@ -385,15 +391,9 @@ def limit(w, g, m, v):
 def limit_rows(w, gd, idx, m, v):
     """``limit`` for the lazy pattern: rows ``idx`` of 2-D w, m, v (prefetched as in ``lazy``)
     and the grad rows in order, trivial math."""
-    n, nnz = w.shape[1], idx.shape[0]
-    line = max(1, 64 // w.itemsize)
-    for k in prange(nnz):
-        if k + _AHEAD < nnz:
-            ahead = idx[k + _AHEAD]
-            for c in range(0, n, line):
-                _prefetch(w, ahead, c)
-                _prefetch(m, ahead, c)
-                _prefetch(v, ahead, c)
+    n = w.shape[1]
+    for k in prange(idx.shape[0]):
+        _prefetch_ahead(w, m, v, idx, k)
         r = idx[k]
         for j in range(np.uint64(n)):
             a, b, c, d = w[r, j], gd[k, j], m[r, j], v[r, j]
