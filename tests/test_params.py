@@ -164,3 +164,17 @@ def test_given_keeps_strings_and_skips_none():
     p = AdamParams.from_kwargs({"lr": 0.5, "beta1": None, "lazy_update": False, "wd": "0.01"})
     assert p.given == {"lr": "0.5", "lazy_update": "False", "wd": "0.01"}
     assert p.lazy_update is False and p.beta1 == np.float32(0.9)
+
+
+@pytest.mark.parametrize("name", ["wd", "clip_gradient", "epsilon", "rescale_grad"])
+def test_scalars_compare_by_their_bits(name):
+    """-0.0 == 0.0 as floats, but the kernels give different bits for them (w * -0.0 is -0.0),
+    so Scalars, which caches may be keyed on, must tell them apart; equal bits compare equal."""
+    from adamop.params import AdamParams
+    f32 = np.dtype("float32")
+    neg = AdamParams.from_kwargs({"lr": 0.1, name: "-0.0"}).scalars(f32)
+    pos = AdamParams.from_kwargs({"lr": 0.1, name: "0.0"}).scalars(f32)
+    same = AdamParams.from_kwargs({"lr": 0.1, name: "0"}).scalars(f32)
+    assert neg != pos and pos == same and hash(pos) == hash(same)
+    assert len({neg: 1, pos: 2, same: 3}) == 2
+    assert pos != AdamParams.from_kwargs({"lr": 0.1, name: "0.0"}).scalars(np.dtype("float64"))

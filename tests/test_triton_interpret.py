@@ -68,7 +68,7 @@ LAUNCHES = {
     "single": (("float32",), ("plain",), (0, 1)),
 }
 MULTI = ("uniform", "per-tensor", "mixed-clip", "noncontiguous", "same-weight-twice",
-         "reads-another-write", "strided-view-of-another", "planned-run-twice")
+         "reads-another-write", "strided-view-of-another", "planned-run-twice", "signed-zero-wd")
 
 
 def _dense_ids() -> list[str]:
@@ -335,6 +335,11 @@ def _run_all() -> dict[str, Any]:
         sizes = [1, 2047, 2048, 2049, 0, 5000, 3, 700]
         bases = [{k: draw((n,), dtype, k) for k in ("weight", "grad", "mean", "var")}
                  for n in sizes]
+        if mode == "signed-zero-wd":   # wd's sign shows: -0 grad + w*wd, then into a -0 mean
+            for b in bases:
+                b["weight"] = np.abs(b["weight"])
+                b["grad"][::2] = -0.0
+                b["mean"][::2] = -0.0
         pnames = ["plain"] * len(sizes)
         if mode in ("per-tensor", "mixed-clip"):
             pnames = ["plain" if i % 2 else "clip" for i in range(len(sizes))]
@@ -352,6 +357,9 @@ def _run_all() -> dict[str, Any]:
                     s = adamop.AdamParams.from_kwargs(
                         dict(PARAMS["clip"], lr=0.001 * (i + 1))).scalars(np.dtype(dtype))
                 w, g, m, v = st["weight"], st["grad"], st["mean"], st["var"]
+                if mode == "signed-zero-wd":   # equal under ==, not in their bits
+                    s = adamop.AdamParams.from_kwargs(
+                        dict(lr=0.01, wd="-0.0" if i % 2 else "0.0")).scalars(np.dtype(dtype))
                 if mode == "noncontiguous" and i == 5:
                     w, g, m, v = (x[::2] for x in (w, g, m, v))
                 ts.append((w, g, m, v, w, s))
@@ -370,6 +378,10 @@ def _run_all() -> dict[str, Any]:
             run = tb.plan_dense_multi(tasks["t"])
             run()
             run()
+        elif mode == "signed-zero-wd":           # one launch each, then a batch of the rest
+            tb.adam_dense(*tasks["t"][0])
+            tb.adam_dense(*tasks["t"][1])
+            tb.adam_dense_multi(tasks["t"][2:])
         else:
             tb.adam_dense_multi(tasks["t"])
         return compare((f"[{i}].{k}", stores["t"][i][k], stores["np"][i][k])

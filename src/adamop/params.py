@@ -236,9 +236,16 @@ class AdamParams:
         return made
 
 
-@dataclass(frozen=True)
+_SCALAR_FIELDS = (*FLOAT_PARAMS, "one_minus_beta1", "one_minus_beta2")
+
+
+@dataclass(frozen=True, eq=False)
 class Scalars:
-    """Kernel scalars in the array dtype (float16 rounds: the default epsilon becomes 0)."""
+    """Kernel scalars in the array dtype (float16 rounds: the default epsilon becomes 0).
+
+    Equal (and hashed alike) when the kernel would see the same bits: ``wd=-0.0`` differs from
+    ``wd=0.0`` (``w * wd`` keeps the sign), so a cache keyed on Scalars cannot mix them up.
+    """
 
     dtype: np.dtype
     lr: np.floating
@@ -251,6 +258,19 @@ class Scalars:
     one_minus_beta1: np.floating   # (1 - beta1) computed in the dtype, as the kernel does
     one_minus_beta2: np.floating
     clip: bool                     # clip_gradient >= 0 compared in the dtype: -0.0 clips, NaN not
+
+    def __post_init__(self) -> None:
+        values = [getattr(self, name) for name in _SCALAR_FIELDS]
+        bits = (self.dtype.str, self.clip, np.array(values, self.dtype).tobytes())
+        object.__setattr__(self, "_bits", bits)   # frozen: set once, here
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scalars):
+            return NotImplemented
+        return self is other or self._bits == other._bits
+
+    def __hash__(self) -> int:
+        return hash(self._bits)
 
     @classmethod
     def from_params(cls, params: AdamParams, dtype: np.dtype) -> "Scalars":

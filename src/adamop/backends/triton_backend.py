@@ -50,7 +50,7 @@ def _flags(t: torch.Tensor) -> dict:
     return dict(IS_F16=t.dtype == torch.float16, IS_F64=t.dtype == torch.float64)
 
 
-@functools.lru_cache(maxsize=4096)      # Scalars is frozen: 2,000 equal ones cost one check
+@functools.lru_cache(maxsize=4096)      # Scalars hash their bits: 2,000 equal ones cost one check
 def _scalar_args(s: Scalars) -> tuple[float, ...]:
     """The seven scalars as Python floats, each exactly a float32 (the kernels take float32)."""
     values = tuple(float(getattr(s, name)) for name in _NAMES)
@@ -291,9 +291,11 @@ def plan_dense_multi(tasks: Sequence[tuple]) -> Callable[[], None]:
                 launches.append(functools.partial(adam_dense, *group[step[1]]))
                 continue
             _, idx, (table, owner, first), n_chunks, const = step
-            scalars = [_scalar_args(group[i][5]) for i in idx]
-            per_tensor = any(sc != scalars[0] for sc in scalars)
-            table_s = (_cached(("scalars", str(device)) + tuple(scalars), lambda: _to_device(
+            # Scalars compare by their bits (floats would take -0.0 for 0.0)
+            distinct = [group[i][5] for i in idx]
+            per_tensor = any(sc != distinct[0] for sc in distinct)
+            scalars = [_scalar_args(sc) for sc in distinct]
+            table_s = (_cached(("scalars", str(device)) + tuple(distinct), lambda: _to_device(
                 np.array(scalars, dtype=np.float32), device), device) if per_tensor else table)
             args = (table, owner, first, table_s) + ((0.0,) * 7 if per_tensor else scalars[0])
             launches.append(functools.partial(
