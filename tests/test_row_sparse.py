@@ -158,14 +158,14 @@ def test_from_torch_sparse_dim_2():
     assert torch.equal(RowSparseArray.from_torch(dup).todense(), dup.to_dense())
 
 
-def test_from_torch_coalesced_reads_nothing_back(monkeypatch):
-    """A coalesced COO grad is taken as torch keeps it (sorted, unique, in range): no value is
-    read back to the host, so on CUDA the update needs no synchronisation. Every way of reading
-    a tensor's value on the host is made to fail while it is converted."""
-    emb = _embedding_grad([3, 1, 3, 7, 3])
-    coo = emb.weight.grad.coalesce()
-    assert coo.is_coalesced()
-    checked = RowSparseArray(coo.values(), coo.indices()[0], tuple(coo.shape))   # validated
+def test_from_torch_coalesced_on_a_device_reads_nothing_back(monkeypatch):
+    """Off the CPU, a coalesced COO grad is taken as torch keeps it: no value is read back to the
+    host, so a CUDA update needs no synchronisation (``tests/test_gpu.py`` checks that on a GPU).
+    Here on the meta device, with every way of reading a tensor's value made to fail."""
+    rows = torch.empty((1, 3), dtype=torch.int64, device="meta")    # shapes only, no values
+    coo = torch.sparse_coo_tensor(rows, torch.empty((3, 4), device="meta"), (6, 4),
+                                  is_coalesced=True)
+    assert coo.is_coalesced() and coo._nnz() == 3
 
     def readback(*args, **kwargs):
         raise AssertionError("a tensor value was read back to the host")
@@ -173,11 +173,20 @@ def test_from_torch_coalesced_reads_nothing_back(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, readback)
     a = RowSparseArray.from_torch(coo)
     monkeypatch.undo()
-    assert a.is_coalesced() and a.shape == checked.shape
-    assert torch.equal(a.indices, checked.indices) and torch.equal(a.data, checked.data)
-    # and the uncoalesced grad (torch's coalesce itself reads sizes back) gives the same rows
-    b = RowSparseArray.from_torch(emb.weight.grad)
-    assert torch.equal(b.indices, a.indices) and torch.equal(b.data, a.data)
+    assert a.is_coalesced() and a.shape == (6, 4) and a.device == "meta" and a.nnz == 3
+
+
+def test_from_torch_coalesced_on_the_cpu_is_checked():
+    """In host memory the indices are checked even when torch calls them coalesced (torch itself
+    does not check unless asked): out-of-range rows are refused, good ones give torch's rows."""
+    emb = _embedding_grad([3, 1, 3, 7, 3])
+    coo = emb.weight.grad.coalesce()
+    a = RowSparseArray.from_torch(coo)
+    assert torch.equal(a.indices, coo.indices()[0]) and torch.equal(a.data, coo.values())
+    bad = torch.sparse_coo_tensor(torch.tensor([[1, 12]]), torch.ones(2, 4), (10, 4),
+                                  is_coalesced=True, check_invariants=False)
+    with pytest.raises(ValueError, match="row index 12 is out of range"):
+        RowSparseArray.from_torch(bad)
 
 
 def test_from_torch_rejects_other_layouts():

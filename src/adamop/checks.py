@@ -149,10 +149,10 @@ def check_disjoint(batch: list[tuple[Sequence[Any], Sequence[Any]]]) -> None:
     """No update of a batch writes memory that another update of it reads or writes.
 
     ``batch`` holds each update's (arrays read, arrays written), as NumPy arrays over their
-    addresses (:func:`adamop._arrays.address_view`). The backends
-    run a batch in parallel, so such a pair would race (in MXNet too); the same array passed for
-    two parameters is the usual cause. Arrays that own their memory overlap only when identical,
-    which ids settle in one pass; views are compared by their byte ranges.
+    addresses (:func:`adamop._arrays.address_view`). The backends run a batch in parallel, so
+    such a pair would race (in MXNet too); the same array passed for two parameters is the usual
+    cause. Arrays that own their memory overlap only when identical, which ids settle in one
+    pass; views are compared by their byte ranges.
     """
     if len(batch) < 2:
         return

@@ -249,10 +249,11 @@ class RowSparseArray:
                             f".to_dense() or .to_sparse_coo()")
         t = tensor.detach()
         shape = tuple(t.shape)
-        if t.is_coalesced() and t.sparse_dim() == 1:
-            # torch keeps a coalesced tensor's indices sorted, unique and in range: taking them
-            # as they are reads nothing back from the device, so the update stays free of host
-            # synchronisation (and can be captured in a CUDA graph)
+        if t.is_coalesced() and t.sparse_dim() == 1 and t.device.type != "cpu":
+            # On a GPU a coalesced tensor's indices are taken as torch keeps them (sorted, unique,
+            # in range; its own sparse ops assume as much): checking them would read them back
+            # to the host and synchronise the update, which then could not be captured in a CUDA
+            # graph. In host memory they are checked, which costs no synchronisation.
             return cls._canonical(t.values(), t.indices()[0], shape)
         t = t.coalesce()
         if t.sparse_dim() == 1:
