@@ -178,3 +178,26 @@ def test_scalars_compare_by_their_bits(name):
     assert neg != pos and pos == same and hash(pos) == hash(same)
     assert len({neg: 1, pos: 2, same: 3}) == 2
     assert pos != AdamParams.from_kwargs({"lr": 0.1, name: "0.0"}).scalars(np.dtype("float64"))
+
+
+def test_parsed_parameters_are_reused_only_for_values_that_parse_alike():
+    """from_kwargs keeps each distinct set of keyword values it parsed. Values equal in Python
+    but not in what MXNet parses (``str`` of each) must not share an entry."""
+    from adamop import params as params_mod
+
+    params_mod._PARSED.clear()
+    first = AdamParams.from_kwargs({"lr": 0.01, "wd": 0.0})
+    assert AdamParams.from_kwargs({"lr": 0.01, "wd": 0.0}) is first            # reused
+    neg = AdamParams.from_kwargs({"lr": 0.01, "wd": -0.0})
+    assert neg is not first and np.signbit(neg.wd) and not np.signbit(first.wd)
+    assert AdamParams.from_kwargs({"lr": 0.01, "wd": 0}).given["wd"] == "0"      # int, not float
+    assert AdamParams.from_kwargs({"lr": 0.01, "lazy_update": True}).lazy_update is True
+    with pytest.raises(ValueError, match="expected a float"):                   # str(True)
+        AdamParams.from_kwargs({"lr": True})
+    with pytest.raises(ValueError, match="expected a float"):                   # not cached
+        AdamParams.from_kwargs({"lr": True})
+    one = AdamParams.from_kwargs({"lr": 1})
+    assert one.lr == np.float32(1) and one.given["lr"] == "1"
+    np_lr = AdamParams.from_kwargs({"lr": np.float32(0.01)})                   # parsed each time
+    assert np_lr is not AdamParams.from_kwargs({"lr": np.float32(0.01)})
+    assert np_lr.given["lr"] == str(np.float32(0.01))

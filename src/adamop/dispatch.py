@@ -59,18 +59,20 @@ class KernelSpec:
 
 
 _REGISTRY: dict[str, KernelSpec] = {}
+_BEST_FIRST: list[KernelSpec] = []
 
 
 def register(spec: KernelSpec) -> KernelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"a backend named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
+    _BEST_FIRST[:] = sorted(_REGISTRY.values(), key=lambda s: -s.priority)
     return spec
 
 
 def registry() -> list[KernelSpec]:
     """All registered backends, best first."""
-    return sorted(_REGISTRY.values(), key=lambda s: -s.priority)
+    return list(_BEST_FIRST)
 
 
 def _rejection(spec: KernelSpec, device: str) -> str | None:
@@ -101,7 +103,7 @@ def select(device: str, explicit: str | None = None) -> tuple[KernelSpec, Module
                 f"choose automatically (see `adamop info`)")
         return spec, spec.load()
     reasons = []
-    for spec in registry():
+    for spec in _BEST_FIRST:
         reason = _rejection(spec, device)
         if reason is None:
             try:

@@ -164,6 +164,30 @@ def dmlc_parse_bool(name: str, value: Any) -> bool:
                      f"got {str(value)!r}")
 
 
+# A training loop passes the same hyperparameters every step: parsing them (``str`` of each value,
+# dmlc's parser, the dataclass) once per distinct set saves most of a small call's overhead.
+_PARSED: dict[tuple, "AdamParams"] = {}
+_PARSED_SIZE = 1024
+
+
+def _exact_key(kwargs: Mapping[str, Any], allow_dunder: bool) -> tuple | None:
+    """A key that equals another only for keyword values that parse alike, or None (not cached).
+
+    Equal Python values can differ in what MXNet parses (``str`` of each): ``True == 1`` and
+    ``0.0 == -0.0``. So each value is keyed with its type, and float zeros by their text.
+    """
+    key: list[Any] = [allow_dunder]
+    for name, value in kwargs.items():
+        kind = type(value)
+        if kind is float:
+            if value == 0.0:
+                value = str(value)
+        elif kind not in (str, int, bool, type(None)):
+            return None   # numpy scalars, arrays, user types: parsed every time
+        key.append((name, kind, value))
+    return tuple(key)
+
+
 @dataclass(frozen=True)
 class AdamParams:
     """The parsed hyperparameters of one ``adam_update`` call, as float32 (MXNet's ``AdamParam``).
@@ -199,6 +223,18 @@ class AdamParams:
             TypeError: an unknown parameter name.
             ValueError: a missing ``lr``, a value MXNet would not parse, or a NaN/inf value.
         """
+        key = _exact_key(kwargs, allow_dunder)
+        parsed = _PARSED.get(key) if key is not None else None
+        if parsed is None:
+            parsed = cls._parse(kwargs, op_name, allow_dunder)
+            if key is not None:
+                if len(_PARSED) >= _PARSED_SIZE:
+                    _PARSED.clear()
+                _PARSED[key] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, kwargs: Mapping[str, Any], op_name: str, allow_dunder: bool) -> "AdamParams":
         given: dict[str, str] = {}
         for key, value in kwargs.items():
             if value is None:

@@ -10,6 +10,7 @@ compile on first use and are cached on disk (``NUMBA_CACHE_DIR`` moves the cache
 """
 from __future__ import annotations
 
+import functools
 from itertools import chain, repeat
 from operator import is_, itemgetter
 from typing import Sequence
@@ -26,11 +27,15 @@ _CHUNK = _k._CHUNK
 _FEW = 4
 
 
+@functools.lru_cache(maxsize=1024)   # Scalars hash their bits: -0.0 and 0.0 stay apart
 def _scalars(s: Scalars) -> tuple[np.ndarray, bool]:
-    """The kernel's scalar vector (float32 for float16 arrays, where every value is exact)."""
+    """The kernel's scalar vector (float32 for float16 arrays, where every value is exact); read
+    only, as it is shared by every call with these scalars."""
     ctype = np.float32 if s.dtype == _HALF else s.dtype
-    return np.array([s.lr, s.beta1, s.beta2, s.epsilon, s.wd, s.rescale_grad, s.clip_gradient,
-                     s.one_minus_beta1, s.one_minus_beta2], dtype=ctype), bool(s.clip)
+    vector = np.array([s.lr, s.beta1, s.beta2, s.epsilon, s.wd, s.rescale_grad, s.clip_gradient,
+                       s.one_minus_beta1, s.one_minus_beta2], dtype=ctype)
+    vector.flags.writeable = False
+    return vector, bool(s.clip)
 
 
 def _raw(a: np.ndarray) -> np.ndarray:
@@ -39,14 +44,14 @@ def _raw(a: np.ndarray) -> np.ndarray:
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides)
+    return a is b or (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+                      and a.strides == b.strides)
 
 
 def _flat_views(arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
     """1-D views pairing the arrays' elements in the same order, or None if that needs a copy."""
     if all(a.flags.c_contiguous for a in arrays):
-        return [a.reshape(-1) for a in arrays]
+        return [a if a.ndim == 1 else a.reshape(-1) for a in arrays]
     if all(a.flags.f_contiguous for a in arrays):
         return [a.T.reshape(-1) for a in arrays]
     if arrays[0].ndim == 1:
