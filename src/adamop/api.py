@@ -44,8 +44,8 @@ class Prepared:
 _FLOAT_TYPES = frozenset(_arrays.FLOAT_DTYPES)
 
 
-_TYPE, _BASE, _DTYPE, _SHAPE, _WRITEABLE = (operator.attrgetter(a) for a in (
-    "__class__", "base", "dtype", "shape", "flags.writeable"))
+_BASE, _DTYPE, _SHAPE, _WRITEABLE = (operator.attrgetter(a) for a in (
+    "base", "dtype", "shape", "flags.writeable"))
 
 
 def _owned_numpy_tasks(ws: Sequence[Any], gs: Sequence[Any], ms: Sequence[Any],
@@ -61,7 +61,7 @@ def _owned_numpy_tasks(ws: Sequence[Any], gs: Sequence[Any], ms: Sequence[Any],
     """
     written = [o for o, w in zip(outs, ws) if o is not None and o is not w]
     every = [*ws, *gs, *ms, *vs, *written]
-    if (set(map(_TYPE, every)) != {np.ndarray}
+    if (set(map(type, every)) != {np.ndarray}
             or any(map(operator.is_not, map(_BASE, every), repeat(None)))
             or len(set(map(id, every))) != len(every)):
         return None
@@ -402,12 +402,11 @@ def adam_update_multi(weights: Sequence[Any], grads: Sequence[Any], means: Seque
         params = [parsed[tuple(None if per[k][i] is None else str(per[k][i]) for k in hyper)]
                   for i in range(n)]
     outs = out if out is not None else [None] * n
-    return update_batch(list(zip(weights, grads, means, vars)), params, outs,
-                        [f"[{i}] " for i in range(n)], backend)
+    return update_batch(list(zip(weights, grads, means, vars)), params, outs, None, backend)
 
 
 def update_batch(inputs: Sequence[tuple], params: AdamParams | Sequence[AdamParams],
-                 outs: Sequence[Any], prefixes: Sequence[str],
+                 outs: Sequence[Any], prefixes: Sequence[str] | None,
                  backend: str | None = None) -> list[Any]:
     """Validate and run many updates as one batch; the engine of :func:`adam_update_multi` and
     of a symbolic ``Group``.
@@ -416,7 +415,8 @@ def update_batch(inputs: Sequence[tuple], params: AdamParams | Sequence[AdamPara
         inputs: ``(weight, grad, mean, var)`` per update.
         params: one :class:`AdamParams` for all, or one per update.
         outs: the ``out`` of each update (None: a new array).
-        prefixes: what error messages call each update (e.g. ``"[3] "`` or ``"fc1_adam."``).
+        prefixes: what error messages call each update (e.g. ``"fc1_adam."``); None: its
+            position, ``"[3] "``.
         backend: as in :func:`adam_update`.
 
     Returns:
@@ -431,5 +431,7 @@ def update_batch(inputs: Sequence[tuple], params: AdamParams | Sequence[AdamPara
             module.adam_dense_multi(tasks)
             return [t[4] for t in tasks]
     each = [params] * n if isinstance(params, AdamParams) else params
+    if prefixes is None:
+        prefixes = [f"[{i}] " for i in range(n)]
     return execute([prepare(*x, p, o, prefix=pre)
                     for x, p, o, pre in zip(inputs, each, outs, prefixes)], backend)
