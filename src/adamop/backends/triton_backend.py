@@ -292,10 +292,10 @@ def plan_dense_multi(tasks: Sequence[tuple]) -> Callable[[], None]:
                 continue
             _, idx, (table, owner, first), n_chunks, const = step
             # Scalars compare by their bits (floats would take -0.0 for 0.0)
-            distinct = [group[i][5] for i in idx]
-            per_tensor = any(sc != distinct[0] for sc in distinct)
-            scalars = [_scalar_args(sc) for sc in distinct]
-            table_s = (_cached(("scalars", str(device)) + tuple(distinct), lambda: _to_device(
+            each = [group[i][5] for i in idx]
+            per_tensor = any(sc != each[0] for sc in each)
+            scalars = [_scalar_args(sc) for sc in each]
+            table_s = (_cached(("scalars", str(device)) + tuple(each), lambda: _to_device(
                 np.array(scalars, dtype=np.float32), device), device) if per_tensor else table)
             args = (table, owner, first, table_s) + ((0.0,) * 7 if per_tensor else scalars[0])
             launches.append(functools.partial(
