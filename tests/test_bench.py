@@ -87,8 +87,8 @@ def test_gpu_bench_check_catches_a_wrong_result(monkeypatch):
 
     real = gpu.reference.adam_dense
 
-    def off_by_one_ulp(w, g, m, v, out, s):
-        real(w, g, m, v, out, s)
+    def off_by_one_ulp(w, g, m, v, out, s, rule):
+        real(w, g, m, v, out, s, rule)
         out[0] = np.nextafter(out[0], np.inf)
     monkeypatch.setattr(gpu.reference, "adam_dense", off_by_one_ulp)
     with pytest.raises(peers.CheckFailed, match="weight differs"):

@@ -126,7 +126,7 @@ def test_parity_with_reference(dtype: str, path: str, layout: str, p: str) -> No
     wt, gt, mt, vt = (view(dev[k]) for k in names)
     with np.errstate(all="ignore"):
         if path == "dense":
-            reference.adam_dense(w, g, m, v, w, s)
+            reference.adam_dense(w, g, m, v, w, s, reference.DENSE)
             adamop.adam_update(wt, gt, mt, vt, out=wt, backend="triton", **PARAMS[p])
         else:
             getattr(reference, f"adam_{path}")(w, gdata, rows, m, v, w, s)
@@ -144,8 +144,8 @@ def _launch_dense(dtype):
     x = torch.ones(4096, dtype=dtype, device="cuda")
     s = adamop.AdamParams.from_kwargs(dict(lr=0.1)).scalars(np.dtype(str(dtype)[6:]))
     return tb.adam_dense_kernel[(1,)](x, x.clone(), x.clone(), x.clone(), x, 4096, 1, 1, 1, 1, 1,
-                                      *tb._scalar_args(s), CLIP=False, BLOCK=tb.BLOCK,
-                                      **tb._flags(x), **tb._OPTIONS)
+                                      *tb._scalar_args(s), CLIP=False, V_SQUARE_FIRST=False,
+                                      BLOCK=tb.BLOCK, **tb._flags(x.dtype), **tb._OPTIONS)
 
 
 @gpu
@@ -180,7 +180,8 @@ def test_more_than_2_31_elements() -> None:
     s = adamop.AdamParams.from_kwargs(PARAMS["plain"]).scalars(np.dtype("float16"))
     exp = {k: a.copy() for k, a in one.items()}
     with np.errstate(all="ignore"):
-        reference.adam_dense(exp["weight"], exp["grad"], exp["mean"], exp["var"], exp["weight"], s)
+        reference.adam_dense(exp["weight"], exp["grad"], exp["mean"], exp["var"], exp["weight"], s,
+                             reference.DENSE)
     big = {k: torch.from_numpy(a).cuda().repeat(n // period) for k, a in one.items()}
     adamop.adam_update(big["weight"], big["grad"], big["mean"], big["var"], out=big["weight"],
                        backend="triton", **PARAMS["plain"])
@@ -205,7 +206,8 @@ def test_lazy_rows_beyond_2_31_elements() -> None:
     gdata = _draw(rng, (idx.size, cols), "float16", "grad")
     sub = {k: np.zeros((idx.size, cols), np.float16) for k in ("w", "m", "v")}
     s = adamop.AdamParams.from_kwargs(dict(lr=0.01, epsilon=1e-3)).scalars(np.dtype("float16"))
-    reference.adam_lazy(sub["w"], gdata, np.arange(idx.size), sub["m"], sub["v"], sub["w"], s)
+    reference.adam_rows(sub["w"], gdata, np.arange(idx.size), sub["m"], sub["v"], sub["w"], s,
+                        reference.LAZY)
     grad = RowSparseArray(torch.from_numpy(gdata).cuda(), torch.from_numpy(idx).cuda(),
                           (rows, cols))
     adamop.adam_update(w, grad, m, v, out=w, backend="triton", lr=0.01, epsilon=1e-3)
@@ -275,7 +277,7 @@ def test_update_is_captured_in_a_cuda_graph(path: str) -> None:
         def steps(e):
             for i in range(n):
                 reference.adam_dense(e[f"weight{i}"], e[f"grad{i}"], e[f"mean{i}"], e[f"var{i}"],
-                                     e[f"weight{i}"], s)
+                                     e[f"weight{i}"], s, reference.DENSE)
     _capture_and_compare(call, state, steps)
 
 
@@ -329,7 +331,7 @@ def test_two_thousand_tensors_in_one_call(dtype: str) -> None:
     with np.errstate(all="ignore"):
         for h, lr in zip(host, lrs):
             s = adamop.AdamParams.from_kwargs(dict(lr=lr, wd=0.01)).scalars(np.dtype(dtype))
-            reference.adam_dense(h["w"], h["g"], h["m"], h["v"], h["w"], s)
+            reference.adam_dense(h["w"], h["g"], h["m"], h["v"], h["w"], s, reference.DENSE)
     for i, (h, d) in enumerate(zip(host, dev)):
         for k in ("w", "m", "v"):
             assert_bitexact(d[k], h[k], f"tensor {i} {k}")
@@ -359,8 +361,8 @@ def test_embedding_sparse_grad(lazy: bool) -> None:
     coalesced = grad.detach().coalesce().cpu()
     gdata, rows = coalesced.values().numpy(), coalesced.indices()[0].numpy()
     s = adamop.AdamParams.from_kwargs(dict(lr=0.01)).scalars(np.dtype("float32"))
-    kernel = reference.adam_lazy if lazy else reference.adam_std
-    kernel(host["w"], gdata, rows, host["m"], host["v"], host["w"], s)
+    reference.adam_rows(host["w"], gdata, rows, host["m"], host["v"], host["w"], s,
+                        reference.LAZY if lazy else reference.STD)
     result = adamop.adam_update(w, grad, m, v, lr=0.01, lazy_update=lazy, out=w)
     assert result is w
     for k, t in (("w", w), ("m", m), ("v", v)):

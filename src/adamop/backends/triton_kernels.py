@@ -68,6 +68,12 @@ def _scalars(lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64:
 
 
 @triton.jit
+def _prologue(grad, w, rescale_grad, wd, IS_F16: tl.constexpr):
+    """The gradient the moments see, before clipping: ``grad*rg + w*wd`` (reference._prologue)."""
+    return _r(_r(grad * rescale_grad, IS_F16) + _r(w * wd, IS_F16), IS_F16)
+
+
+@triton.jit
 def _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
           CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
           IS_F64: tl.constexpr):
@@ -103,29 +109,30 @@ def _load(ptr, mask, IS_F64: tl.constexpr):
 def adam_dense_kernel(w_ptr, g_ptr, m_ptr, v_ptr, o_ptr, n,
                       w_s, g_s, m_s, v_s, o_s,        # flat element strides (1 when contiguous)
                       lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                      CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
+                      IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Dense update of ``n`` elements; element ``i`` of array ``x`` is at ``x_ptr + i * x_s``."""
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     _dense_block(w_ptr + offs * w_s, g_ptr + offs * g_s, m_ptr + offs * m_s, v_ptr + offs * v_s,
                  o_ptr + offs * o_s, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
-                 clip_gradient, CLIP, IS_F16, IS_F64)
+                 clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
 
 
 @triton.jit
 def _dense_block(wp, gp, mp, vp, op, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
-                 clip_gradient, CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr):
+                 clip_gradient, CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr,
+                 IS_F16: tl.constexpr, IS_F64: tl.constexpr):
     lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient = _scalars(
         lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64)
     w = _load(wp, mask, IS_F64)
     g = _load(gp, mask, IS_F64)
     m = _load(mp, mask, IS_F64)
     v = _load(vp, mask, IS_F64)
-    g = _r(_r(g * rescale_grad, IS_F16) + _r(w * wd, IS_F16), IS_F16)
+    g = _prologue(g, w, rescale_grad, wd, IS_F16)
     w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                    CLIP, False, IS_F16, IS_F64)
+                    CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     dt = op.dtype.element_ty
     tl.store(mp, m.to(dt), mask=mask)
     tl.store(vp, v.to(dt), mask=mask)
@@ -139,8 +146,8 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
                       scalars_ptr,        # float32 [tensors, 7] when PER_TENSOR, else unused
                       lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
                       DT: tl.constexpr, PER_TENSOR: tl.constexpr, ALIGNED: tl.constexpr,
-                      CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
+                      IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Many contiguous tensors in one launch: program ``pid`` updates one BLOCK-sized chunk of one
     tensor, so every program does the same work however the sizes are spread.
 
@@ -178,26 +185,29 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
     if (local + 1) * BLOCK <= n:       # one call per branch: each keeps its own mask's facts
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs,
                      tl.full([BLOCK], 1, tl.int1), lr, beta1, beta2, epsilon, wd, rescale_grad,
-                     clip_gradient, CLIP, IS_F16, IS_F64)
+                     clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     else:
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs, offs < n, lr, beta1,
-                     beta2, epsilon, wd, rescale_grad, clip_gradient, CLIP, IS_F16, IS_F64)
+                     beta2, epsilon, wd, rescale_grad, clip_gradient, CLIP, V_SQUARE_FIRST,
+                     IS_F16, IS_F64)
 
 
 @triton.jit
 def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
-                     n_rows, n_cols, n_col_blocks,
+                     n_rows, n_cols, n_col_blocks, n_table_rows,
                      w_rs, w_cs, g_rs, g_cs, m_rs, m_cs, v_rs, v_cs, o_rs, o_cs,
                      lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                     LAZY: tl.constexpr, CLIP: tl.constexpr, IS_F16: tl.constexpr,
-                     IS_F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                     LAZY: tl.constexpr, CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr,
+                     IS_F16: tl.constexpr, IS_F64: tl.constexpr, BLOCK_R: tl.constexpr,
+                     BLOCK_C: tl.constexpr):
     """Row-sparse updates over (rows, cols) views; element (r, c) of x is at
     ``x_ptr + r * x_rs + c * x_cs``. One program per (row block, column block).
 
     LAZY: the ``n_rows`` rows are the grad's stored rows; grad row ``r`` updates weight row
-    ``gi[r]`` and no other row is touched (``reference.adam_lazy``).
+    ``gi[r]`` and no other row is touched; a row index outside ``[0, n_table_rows)`` is masked
+    off, never addressed (``reference.adam_rows`` with ``LAZY``).
     Otherwise (std): the ``n_rows`` rows are every weight row; ``pos[r]`` is the grad row of weight
-    row ``r`` or -1, and rows without one use ``g = w*wd`` (``reference.adam_std``).
+    row ``r`` or -1, and rows without one use ``g = w*wd`` (``reference.adam_rows`` with ``STD``).
     """
     pid = tl.program_id(0).to(tl.int64)
     rb = pid // n_col_blocks
@@ -208,6 +218,8 @@ def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
     mask = rmask[:, None] & (c < n_cols)[None, :]
     if LAZY:
         wrow = tl.load(gi_ptr + r, mask=rmask, other=0)
+        rmask = rmask & (wrow >= 0) & (wrow < n_table_rows)
+        mask = rmask[:, None] & (c < n_cols)[None, :]
         grow = r
         has = rmask
     else:
@@ -222,16 +234,11 @@ def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
     m = _load(m_ptr + wr * m_rs + cc * m_cs, mask, IS_F64)
     v = _load(v_ptr + wr * v_rs + cc * v_cs, mask, IS_F64)
     gd = _load(gd_ptr + grow[:, None] * g_rs + cc * g_cs, mask & has[:, None], IS_F64)
-    decay = _r(w * wd, IS_F16)
-    g = _r(_r(gd * rescale_grad, IS_F16) + decay, IS_F16)
-    if LAZY:
-        # MXNet's CPU lazy kernel squares the clipped g first; unclipped it uses the dense order
-        w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                        CLIP, CLIP, IS_F16, IS_F64)
-    else:
-        g = tl.where(has[:, None], g, decay)
-        w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                        CLIP, True, IS_F16, IS_F64)
+    g = _prologue(gd, w, rescale_grad, wd, IS_F16)
+    if not LAZY:
+        g = tl.where(has[:, None], g, _r(w * wd, IS_F16))   # no grad row: w*wd alone
+    w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
+                    CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     dt = o_ptr.dtype.element_ty
     tl.store(m_ptr + wr * m_rs + cc * m_cs, m.to(dt), mask=mask)
     tl.store(v_ptr + wr * v_rs + cc * v_cs, v.to(dt), mask=mask)

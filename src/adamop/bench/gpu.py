@@ -20,7 +20,7 @@ import numpy as np
 
 import adamop
 from adamop import reference
-from adamop.params import AdamParams
+from adamop import AdamParams
 from adamop.storage import RowSparseArray
 
 from .cases import LR, Case
@@ -115,7 +115,7 @@ def build(case: Case, rng: np.random.Generator, device: str = "cuda",
         step()
         sync(None)
         for i, (w, g, m, v) in zip(sample, host):
-            reference.adam_dense(w, g, m, v, w, s)
+            reference.adam_dense(w, g, m, v, w, s, reference.DENSE)
             _same(_host(ws[i][:k], ms[i][:k], vs[i][:k]), (w, m, v), f"adamop tensor {i}")
         backend = adamop.dispatch.select(dev.type)[0].name
         runners.append(_runner(f"adamop[{backend}]", "adamop", step, case.bytes, sync))
@@ -146,8 +146,9 @@ def build(case: Case, rng: np.random.Generator, device: str = "cuda",
             adamop.adam_update(w, grad, m, v, lr=LR, out=w)
         step()
         sync(None)
-        reference.adam_lazy(host[0], gdata[: rows.shape[0]].cpu().numpy(),
-                            np.arange(rows.shape[0]), host[1], host[2], host[0], s)
+        reference.adam_rows(host[0], gdata[: rows.shape[0]].cpu().numpy(),
+                            np.arange(rows.shape[0]), host[1], host[2], host[0], s,
+                            reference.LAZY)
         _same(_host(w[rows], m[rows], v[rows]), host, "adamop lazy")
         backend = adamop.dispatch.select(dev.type)[0].name
         runners.append(_runner(f"adamop[{backend}]", "adamop", step, case.bytes, sync))

@@ -1,16 +1,20 @@
-"""Building graphs: ``var``, ``adam_update`` and ``Group``, with MXNet's names and attributes."""
+"""Building graphs: ``var``, the operators (``adam_update``) and ``Group``, with MXNet's names and
+attributes. An operator's builder is made from its definition (:mod:`adamop.ops`)."""
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections import defaultdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node, Symbol
-from .ops import ADAM_UPDATE, OpDef
+from ..ops import OpDef
+from ..ops.adam import ADAM_UPDATE
+from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node
+from .symbol import Symbol
 
-__all__ = ["var", "adam_update", "Group", "compose"]
+__all__ = ["var", "adam_update", "Group", "compose", "make_builder"]
 
 _name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
 
@@ -75,21 +79,21 @@ def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = No
     return Symbol([Entry(Node(None, name, attrs), 0, 0)])
 
 
-def _single_entry(x: Any, input_name: str, node_name: str) -> Entry:
+def _single_entry(op: OpDef, x: Any, input_name: str, node_name: str) -> Entry:
     if not isinstance(x, Symbol):
-        raise TypeError(f"adam_update {node_name!r}: input {input_name} must be an "
+        raise TypeError(f"{op.name} {node_name!r}: input {input_name} must be an "
                         f"adamop.sym Symbol (e.g. adamop.sym.var({input_name!r})), got "
                         f"{type(x).__name__}")
     if len(x) != 1:
-        raise ValueError(f"adam_update {node_name!r}: input {input_name} is a group of {len(x)} "
+        raise ValueError(f"{op.name} {node_name!r}: input {input_name} is a group of {len(x)} "
                          f"outputs; pass one of them (group[i])")
     return x._outputs[0]
 
 
 def compose(op: OpDef, inputs: Sequence[Symbol], attrs: dict[str, str], name: str) -> Symbol:
     """Apply ``op`` to ``inputs`` (nnvm's Compose): parse parameters, bump mutated versions."""
-    entries = [_single_entry(x, n, name) for x, n in zip(inputs, op.inputs)]
-    params = op.parse_params(attrs, name)          # a bad value fails here, not at run time
+    entries = [_single_entry(op, x, n, name) for x, n in zip(inputs, op.inputs)]
+    params = op.parse(attrs, name)          # a bad value fails here, not at run time
     for i in op.mutate_inputs:
         if not entries[i].node.is_variable:
             raise ValueError(f"{op.name} {name!r}: input {op.inputs[i]} is mutated in place, so "
@@ -104,11 +108,37 @@ def compose(op: OpDef, inputs: Sequence[Symbol], attrs: dict[str, str], name: st
     return Symbol([Entry(Node(op, name, attrs, out, params), 0, 0)])
 
 
-def adam_update(weight: Symbol, grad: Symbol, mean: Symbol, var: Symbol, *, lr: Any = None,
-                beta1: Any = None, beta2: Any = None, epsilon: Any = None, wd: Any = None,
-                rescale_grad: Any = None, clip_gradient: Any = None, lazy_update: Any = None,
-                name: str | None = None, attr: dict | None = None, **kwargs: Any) -> Symbol:
-    """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
+def make_builder(op: OpDef) -> Callable[..., Symbol]:
+    """The graph builder of ``op`` (what ``mx.sym.<op>`` is): the inputs as symbols, the
+    parameters as keywords; only the parameters given are stored, as ``str(value)``."""
+
+    def build(*inputs: Symbol, name: str | None = None, attr: dict | None = None,
+              **kwargs: Any) -> Symbol:
+        if len(inputs) != len(op.inputs):
+            raise TypeError(f"{op.name} takes the inputs {', '.join(op.inputs)} as positional "
+                            f"arguments, got {len(inputs)}")
+        node_name = _default_name(op.name) if name is None else name
+        if not isinstance(node_name, str) or not node_name:
+            raise TypeError(f"{op.name}: name must be a non-empty str, got {name!r}")
+        attrs = _attr_dict(attr, f"{op.name} {node_name!r}")
+        for key, value in kwargs.items():
+            if value is not None:
+                attrs[key] = str(value)
+        return compose(op, inputs, attrs, node_name)
+
+    P = inspect.Parameter
+    build.__signature__ = inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD) for n in op.inputs]
+        + [P(p.name, P.KEYWORD_ONLY, default=None) for p in op.params.spec]
+        + [P("name", P.KEYWORD_ONLY, default=None), P("attr", P.KEYWORD_ONLY, default=None),
+           P("kwargs", P.VAR_KEYWORD)])
+    build.__name__ = op.name
+    return build
+
+
+adam_update = make_builder(ADAM_UPDATE)
+adam_update.__module__ = __name__
+adam_update.__doc__ = """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
 
     Only the parameters given are stored, as ``str(value)``; ``__key__`` keywords and ``attr``
     entries are stored on the node and ignored by the op. ``name`` defaults to
@@ -123,16 +153,6 @@ def adam_update(weight: Symbol, grad: Symbol, mean: Symbol, var: Symbol, *, lr: 
         >>> s.list_attr()
         {'lr': '0.01', 'wd': '0.001'}
     """
-    node_name = _default_name(ADAM_UPDATE.name) if name is None else name
-    if not isinstance(node_name, str) or not node_name:
-        raise TypeError(f"adam_update: name must be a non-empty str, got {name!r}")
-    given = dict(lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon, wd=wd,
-                 rescale_grad=rescale_grad, clip_gradient=clip_gradient, lazy_update=lazy_update)
-    attrs = _attr_dict(attr, f"adam_update {node_name!r}")
-    for key, value in {**given, **kwargs}.items():
-        if value is not None:
-            attrs[key] = str(value)
-    return compose(ADAM_UPDATE, (weight, grad, mean, var), attrs, node_name)
 
 
 def Group(symbols: Sequence[Symbol]) -> Symbol:  # noqa: N802 (MXNet's name)

@@ -9,12 +9,12 @@ indentation is two spaces per open scope; keys are written raw and string values
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
-from .graph import Entry, Node, Symbol, topo_order
-from .ops import lookup
+from ..ops import lookup
+from .graph import Entry, Node, topo_order
 
-__all__ = ["to_json", "from_json", "load", "load_json"]
+__all__ = ["to_json", "from_json"]
 
 MXNET_VERSION = 10901          # written as "mxnet_version": ["int", 10901], as MXNet 1.9.1 does
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\\": "\\\\", "\t": "\\t", '"': '\\"'}
@@ -50,9 +50,9 @@ def _map(attrs: dict[str, str], depth: int) -> str:
     return _scope(items, depth, len(items) > 1, "{}")
 
 
-def to_json(symbol: Symbol) -> str:
-    """The text of ``mx.sym.Symbol.tojson()`` for the same graph."""
-    nodes = topo_order(symbol._outputs)
+def to_json(heads: Sequence[Entry]) -> str:
+    """The text of ``mx.sym.Symbol.tojson()`` for the graph with these heads."""
+    nodes = topo_order(heads)
     index = {id(n): i for i, n in enumerate(nodes)}
 
     def entry(e: Entry) -> tuple[int, int, int]:
@@ -72,7 +72,7 @@ def to_json(symbol: Symbol) -> str:
     graph = [f'"nodes": {_scope(written, 1, True, "[]")}',
              f'"arg_nodes": {_ints([i for i, n in enumerate(nodes) if n.is_variable], 1)}',
              f'"node_row_ptr": {_ints(row_ptr, 1)}',
-             f'"heads": {_entries([entry(e) for e in symbol._outputs], 1)}',
+             f'"heads": {_entries([entry(e) for e in heads], 1)}',
              f'"attrs": {{"mxnet_version": ["int", {MXNET_VERSION}]}}']
     return _scope(graph, 0, True, "{}")
 
@@ -149,11 +149,12 @@ def _node(raw: Any, i: int, nodes: list[Node], total: int) -> Node:
         if not entries[k].node.is_variable:
             raise _fail(f"node {name!r}: input {opdef.inputs[k]} is mutated in place, so it must "
                         f"be a variable, not the output of {entries[k].node.name!r}")
-    return Node(opdef, name, attrs, entries, opdef.parse_params(attrs, name))
+    return Node(opdef, name, attrs, entries, opdef.parse(attrs, name))
 
 
-def from_json(text: str) -> Symbol:
-    """Parse MXNet symbol JSON (also v0.8-style files: 2-element entries, no node_row_ptr)."""
+def from_json(text: str) -> list[Entry]:
+    """The heads of the graph in MXNet symbol JSON (also v0.8-style files: 2-element entries, no
+    node_row_ptr)."""
     if not isinstance(text, str):
         raise TypeError(f"load_json expects the JSON text as a str, got {type(text).__name__}; "
                         f"use adamop.sym.load(path) for a file")
@@ -185,17 +186,5 @@ def from_json(text: str) -> Symbol:
         raise _fail("the graph's attrs must be an object")
     if not graph["heads"]:
         raise _fail("heads is empty; a symbol needs at least one output")
-    heads = [_entry(e, f"heads[{k}]", len(nodes), nodes, f"but the graph has {len(nodes)} nodes "
-                    f"(out of range)") for k, e in enumerate(graph["heads"])]
-    return Symbol(heads)
-
-
-def load_json(text: str) -> Symbol:
-    """A Symbol from MXNet symbol JSON text (``mx.sym.load_json``)."""
-    return from_json(text)
-
-
-def load(path: str) -> Symbol:
-    """A Symbol from a symbol JSON file (``mx.sym.load``)."""
-    with open(path, encoding="utf-8") as f:
-        return from_json(f.read())
+    return [_entry(e, f"heads[{k}]", len(nodes), nodes, f"but the graph has {len(nodes)} nodes "
+                   f"(out of range)") for k, e in enumerate(graph["heads"])]
