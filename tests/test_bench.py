@@ -5,9 +5,7 @@ A benchmark is not a test: nothing here looks at a time.
 from __future__ import annotations
 
 import csv
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
