@@ -4,7 +4,7 @@
 # cuda`. Every step, every test and every benchmark case has its own time limit, and a failed
 # step does not stop the next one. Nothing is installed: adamop runs from src/ as it is.
 #
-#   OUT=/some/dir bash scripts/gpu.sh            # the run (at most ~9 minutes, ~4 expected)
+#   OUT=/some/dir bash scripts/gpu.sh            # the run: at most GPU_TOTAL_S (450 s) + 10 s
 #   ADAMOP_GPU_REHEARSAL=1 bash scripts/gpu.sh   # the same steps here, without a GPU: the GPU
 #                                                # tests skip, the bench runs on CPU tensors
 #
@@ -12,29 +12,36 @@
 # output), pytest.xml (JUnit), results.md, results.csv, dense_gbps.png.
 # To rerun a part: GPU_STEPS="tests" or "bench", GPU_TESTS (pytest arguments, default
 # tests/test_gpu.py), GPU_CASES (benchmark case patterns, default all), GPU_TEST_WORKERS (pytest
-# processes, default 4; 0: one, without xdist). Limits in seconds: GPU_TEST_S (pytest, all),
-# GPU_TEST_EACH_S (one test), GPU_BENCH_S (bench, all), GPU_CASE_S (one case).
-# Exit code 0 if every step passed, else 1.
+# processes, default 4; 0: one, without xdist). Limits in seconds: GPU_TOTAL_S (the run, 450),
+# GPU_TEST_S (pytest, 180), GPU_TEST_EACH_S (one test, 90), GPU_CASE_S (one benchmark case,
+# 100); the benchmark gets what is left. Exit code 0 if every step passed, else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/gpu}
 REHEARSAL=${ADAMOP_GPU_REHEARSAL:-0}
 STEPS=${GPU_STEPS:-tests bench}
-TEST_S=${GPU_TEST_S:-200}
+TOTAL_S=${GPU_TOTAL_S:-450}
+TEST_S=${GPU_TEST_S:-180}
 TEST_EACH_S=${GPU_TEST_EACH_S:-90}
 TEST_WORKERS=${GPU_TEST_WORKERS:-4}
-BENCH_S=${GPU_BENCH_S:-300}
 CASE_S=${GPU_CASE_S:-100}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 failed=()
 
-# step NAME LIMIT_S: run the function NAME under a time limit, say how it ended, go on
+# step NAME LIMIT_S: run the function NAME under a time limit (at most what is left of
+# GPU_TOTAL_S; 'rest': all of it), say how it ended, go on
 step() {
-    local name=$1 limit=$2 t0=$SECONDS rc
+    local name=$1 limit=$2 t0=$SECONDS rc left=$((TOTAL_S - SECONDS))
+    if [ "$limit" = rest ] || [ "$limit" -gt "$left" ]; then limit=$left; fi
+    if [ "$left" -lt 20 ]; then
+        echo "=== $name: NOT RUN, ${left} s left of GPU_TOTAL_S=${TOTAL_S}"
+        failed+=("$name")
+        return 0
+    fi
     echo "=== $name: limit ${limit} s, started $(date -u +%H:%M:%S)"
-    timeout -k 10 "$limit" bash -c "$name"
+    STEP_S=$limit timeout -k 10 "$limit" bash -c "$name"
     rc=$?
     case $rc in
         0) echo "=== $name: ok after $((SECONDS - t0)) s" ;;
@@ -83,7 +90,7 @@ tests() {
 }
 
 bench() {
-    local args=(--device cuda --case-timeout "$CASE_S" --budget "$((BENCH_S - 20))"
+    local args=(--device cuda --case-timeout "$CASE_S" --budget "$((STEP_S - 15))"
                 --csv "$OUT/results.csv" --markdown "$OUT/results.md")
     [ "$REHEARSAL" = 1 ] && args+=(--rehearse)
     "$PYTHON" -c 'import matplotlib' 2>/dev/null && args+=(--plot "$OUT/dense_gbps.png")
@@ -94,15 +101,15 @@ bench() {
 
 main() {
     echo "=== adamop GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), rehearsal=$REHEARSAL, steps: $STEPS"
-    step versions 120
+    step versions 60
     [[ " $STEPS " == *" tests "* ]] && step tests "$TEST_S"
-    [[ " $STEPS " == *" bench "* ]] && step bench "$BENCH_S"
+    [[ " $STEPS " == *" bench "* ]] && step bench rest
     echo "=== done after $SECONDS s; failed steps: ${failed[*]:-none}"
     ls -l "$OUT"
     [ ${#failed[@]} -eq 0 ]
 }
 
 export -f versions tests bench
-export PYTHON OUT REHEARSAL TEST_EACH_S TEST_WORKERS CASE_S BENCH_S
+export PYTHON OUT REHEARSAL TEST_EACH_S TEST_WORKERS CASE_S
 main 2>&1 | tee "$OUT/gpu.log"
 exit "${PIPESTATUS[0]}"

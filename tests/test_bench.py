@@ -240,3 +240,7 @@ def test_bad_option_combinations(capsys):
     assert "--rehearse rehearses --device cuda" in capsys.readouterr().err
     assert bench.main(["--budget", "10"]) == 2
     assert "--budget needs --case-timeout" in capsys.readouterr().err
+    assert bench.main(["--case-timeout", "0"]) == 2
+    assert "--case-timeout must be positive, got 0.0" in capsys.readouterr().err
+    assert bench.main(["--reps", "-1"]) == 2
+    assert "--reps must be positive, got -1" in capsys.readouterr().err

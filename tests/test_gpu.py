@@ -231,6 +231,9 @@ def test_clip_zero_keeps_the_sign_of_zero(dtype: str, path: str) -> None:
 
 
 # ---- 64-bit indexing -----------------------------------------------------------------------------
+TWO_31 = 2 ** 31
+BIG_DENSE = (2 ** 31 + 2 ** 22, 4096)     # elements, period of the repeated input
+BIG_ROWS = (2 ** 21 + 8, 1024)            # rows x cols: 2^31 + 8192 elements
 def _free_gib() -> float:
     return torch.cuda.mem_get_info()[0] / 2 ** 30
 
@@ -249,7 +252,7 @@ def test_more_than_2_31_elements(call: str) -> None:
     """float16, 2^31 + 2^22 elements (out=weight: 4 arrays, 17 GiB): the input is one period of
     4096 values repeated, so the whole result is checked against the reference of one period.
     adam_update_multi adds a small tensor, so the batched kernel takes the big one."""
-    n, period = 2 ** 31 + 2 ** 22, 4096
+    n, period = BIG_DENSE
     if _free_gib() < 5 * n * 2 / 2 ** 30 + 3:
         pytest.skip(f"needs ~24 GiB of free GPU memory, {_free_gib():.1f} GiB free")
     rng = np.random.default_rng(31)
@@ -289,13 +292,14 @@ def test_more_than_2_31_elements(call: str) -> None:
 def test_row_sparse_beyond_2_31_elements(lazy: bool) -> None:
     """A (2^21 + 8) x 1024 float16 table (2^31 + 8192 elements) with grad rows on both sides of
     element 2^31; the standard update also sweeps every other row (zeros stay zeros)."""
-    rows, cols = 2 ** 21 + 8, 1024
+    rows, cols = BIG_ROWS
     if _free_gib() < 3 * rows * cols * 2 / 2 ** 30 + 3:
         pytest.skip(f"needs ~16 GiB of free GPU memory, {_free_gib():.1f} GiB free")
     rng = np.random.default_rng(32)
     w, m, v = (torch.zeros(rows, cols, dtype=torch.float16, device="cuda") for _ in range(3))
     try:
-        idx = np.array([0, 2 ** 21 - 1, 2 ** 21, rows - 1], dtype=np.int64)   # last: past 2^31
+        first = TWO_31 // cols                      # the first row at or past element 2^31
+        idx = np.array([0, first - 1, first, rows - 1], dtype=np.int64)
         gdata = _draw(rng, (idx.size, cols), "float16", "grad")
         sub = {k: np.zeros((idx.size, cols), np.float16) for k in ("w", "m", "v")}
         kw = dict(lr=0.01, epsilon=1e-3)

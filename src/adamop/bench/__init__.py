@@ -68,6 +68,10 @@ def _refusal(args: argparse.Namespace) -> str | None:
         return "--rehearse rehearses --device cuda; add --device cuda"
     if args.budget is not None and args.case_timeout is None:
         return "--budget needs --case-timeout (cases in processes of their own)"
+    for name in ("case_timeout", "budget", "reps"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
     if args.device == "cuda":
         if args.mxnet_python or args.cold_start:
             return ("--device cuda: --mxnet-python and --cold-start measure the CPU; run them "
