@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU run as one prepared command, for a machine with a CUDA device (borrowed rarely, for
-# minutes): the versions and the device, then tests/test_gpu.py, then `adamop bench --device
+# minutes): the versions and the device, then tests/test_gpu*.py, then `adamop bench --device
 # cuda`. Every step, every test and every benchmark case has its own time limit, and a failed
 # step does not stop the next one. Nothing is installed: adamop runs from src/ as it is.
 #
@@ -10,11 +10,12 @@
 #
 # Writes to $OUT (default benchmarks/gpu), each file as soon as it has something: gpu.log (all
 # output), pytest.xml (JUnit), results.md, results.csv, dense_gbps.png.
-# To rerun a part: GPU_STEPS="tests" or "bench", GPU_TESTS (pytest arguments, default
-# tests/test_gpu.py), GPU_CASES (benchmark case patterns, default all), GPU_TEST_WORKERS (pytest
-# processes, default 4; 0: one, without xdist). Limits in seconds: GPU_TOTAL_S (the run, 450),
-# GPU_TEST_S (pytest, 180), GPU_TEST_EACH_S (one test, 90), GPU_CASE_S (one benchmark case,
-# 100); the benchmark gets what is left. Exit code 0 if every step passed, else 1.
+# To rerun a part: GPU_STEPS="tests" or "bench"; GPU_TESTS (pytest arguments, default
+# tests/test_gpu.py tests/test_gpu_async.py); GPU_CASES (benchmark case patterns, default all);
+# GPU_TEST_WORKERS (pytest processes, default 4; 0: one, without xdist). Limits in seconds:
+# GPU_TOTAL_S (the run, 450), GPU_TEST_S (pytest, 180), GPU_TEST_EACH_S (one test, 90),
+# GPU_CASE_S (one benchmark case, 100); the benchmark gets what is left.
+# Exit code 0 if every step passed, else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -86,7 +87,7 @@ tests() {
         args+=(--timeout "$TEST_EACH_S" -o timeout_method="$method")
     fi
     # shellcheck disable=SC2086  # GPU_TESTS is a list of pytest arguments
-    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py}
+    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py tests/test_gpu_async.py}
 }
 
 bench() {
