@@ -77,7 +77,9 @@ EOF
 }
 
 tests() {
-    local args=(-p no:cacheprovider -rfEs --junitxml="$OUT/pytest.xml") method=signal
+    # -v: each test's result is in the log as it ends, even if the step is cut short
+    local args=(-p no:cacheprovider -v -rfEs --durations=15 --junitxml="$OUT/pytest.xml")
+    local method=signal
     if [ "$TEST_WORKERS" -gt 0 ] && "$PYTHON" -c 'import xdist' 2>/dev/null; then
         # workers: a test that hangs or crashes costs its worker, which xdist replaces
         args+=(-n "$TEST_WORKERS")
