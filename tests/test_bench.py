@@ -235,6 +235,12 @@ def test_budget_leaves_cases_unrun(tmp_path):
     assert outcome.error == "not run: out of --budget"
 
 
+def test_skip_patterns_add_up():
+    """The retry adds --skip optax to a command line that may have its own --skip."""
+    assert bench._parser().parse_args(["--skip", "a", "b", "--skip", "optax"]).skip == [
+        "a", "b", "optax"]
+
+
 def test_bad_option_combinations(capsys):
     assert bench.main(["--rehearse"]) == 2
     assert "--rehearse rehearses --device cuda" in capsys.readouterr().err
@@ -244,3 +250,5 @@ def test_bad_option_combinations(capsys):
     assert "--case-timeout must be positive, got 0.0" in capsys.readouterr().err
     assert bench.main(["--reps", "-1"]) == 2
     assert "--reps must be positive, got -1" in capsys.readouterr().err
+    assert bench.main(["--case-index", "99", "--outcome-file", "x", "--quick"]) == 2
+    assert "--case-index needs an --outcome-file and a number below 13" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--reps", type=int, default=None, help="samples per runner (default 15; 5 "
                                                           "with --quick)")
-    p.add_argument("--skip", nargs="+", metavar="PATTERN", default=[],
+    p.add_argument("--skip", nargs="+", action="extend", metavar="PATTERN", default=[],
                    help="peers not to run, by a part of their name, e.g. optax foreach")
     p.add_argument("--case-timeout", type=float, metavar="S",
                    help="run each case in a process of its own, ended after S seconds (a "
@@ -62,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _refusal(args: argparse.Namespace) -> str | None:
+def _refusal(args: argparse.Namespace, n_cases: int) -> str | None:
     """Why these options cannot run here, or None."""
+    if args.case_index is not None and not (0 <= args.case_index < n_cases
+                                            and args.outcome_file):
+        return f"--case-index needs an --outcome-file and a number below {n_cases}"
     if args.rehearse and args.device != "cuda":
         return "--rehearse rehearses --device cuda; add --device cuda"
     if args.budget is not None and args.case_timeout is None:
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             print("no case matches --cases " + " ".join(args.cases or []), file=sys.stderr)
             return 2
         return 0
-    why = _refusal(args)
+    why = _refusal(args, len(every))
     if why is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
