@@ -1,11 +1,12 @@
 """What reaches the GPU: the kernels' PTX for sm_90 (H100/H200), compiled without a GPU, under
 the CI's Triton and under Triton 3.6, the version on the GPU machine.
 
-Bit-exactness needs IEEE arithmetic that the interpreter cannot show: no float multiply-add, no
+Bit-exactness needs IEEE arithmetic that Triton's interpreter cannot show: no float multiply-add, no
 approximate division or square root, no flush of subnormals, and a negation that keeps the sign
 of zero (MXNet clips a negative gradient to ``-c``, which is -0.0 for ``clip_gradient=0``;
 Triton 3.6 lowers unary minus to ``0 - x``, which is +0.0). ``tests/triton_ptx_child.py``
-compiles and prints the PTX in each Triton's own interpreter; the checks are here.
+compiles the kernels and writes their PTX, run by the Python that has each Triton (the full
+compile, with the ptxas inside Triton's wheel: no GPU or CUDA toolkit needed); the checks are here.
 
 Triton 3.6 lives in the side venv ``.triton36`` (``scripts/test.sh`` makes it; or set
 ``ADAMOP_TRITON36_PYTHON``): without it those cases skip, except in CI (``CI`` set), where
