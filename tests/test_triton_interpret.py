@@ -6,8 +6,9 @@ in a child process started with ``TRITON_INTERPRET=1`` (this file, run as a scri
 case and writes ``{case id: None or the mismatch}``; each test here reads its own entry.
 
 What the interpreter cannot check: FMA contraction, the IEEE-ness of GPU division and square root,
-and > 2^31-element offsets (NumPy computes every operation exactly rounded; the memory is not
-there). ``tests/test_gpu.py`` checks those on a CUDA device.
+how a negation is lowered (NumPy computes every operation exactly rounded), and > 2^31-element
+offsets (the memory is not there). ``tests/test_triton_ptx.py`` checks the compiled code for
+sm_90 without a GPU; ``tests/test_gpu.py`` checks everything on a CUDA device.
 """
 from __future__ import annotations
 
@@ -137,83 +138,6 @@ def test_golden_through_api(results: dict, key: str) -> None:
 
 def test_child_ran_in_the_interpreter(results: dict) -> None:
     assert results["interpreted"] is None
-
-
-# ---- the kernels compiled for an H100 (sm_90) without a GPU: what reaches the hardware --------
-_SCALARS = ("lr", "beta1", "beta2", "epsilon", "wd", "rescale_grad", "clip_gradient")
-_FLOAT_FMA = r"\b(?:fma|mad)\.(?:[a-z]+\.)*f(?:16|32|64)\b"
-_APPROX = r"\b(?:div|sqrt|rcp|rsqrt|ex2|lg2)\.(?:approx|full)[\w.]*"
-
-
-def _compile_ptx(kernels, name: str, dtype: str, fusion: bool) -> str:
-    """PTX of one kernel as the backend specialises it (contiguous, 16-byte aligned)."""
-    import triton
-    import triton.language as tl
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    fn = getattr(kernels, name)
-    flags = dict(IS_F16=dtype == "fp16", IS_F64=dtype == "fp64", CLIP=True, V_SQUARE_FIRST=False)
-    sig = {s: "fp32" for s in _SCALARS}
-    if name == "adam_dense_kernel":
-        ptrs = ["w_ptr", "g_ptr", "m_ptr", "v_ptr", "o_ptr"]
-        const = dict(w_s=1, g_s=1, m_s=1, v_s=1, o_s=1, BLOCK=2048, **flags)
-        sig.update({p: f"*{dtype}" for p in ptrs}, n="i64")
-        aligned = ptrs + ["n"]
-    elif name == "adam_multi_kernel":
-        ptrs = ["table_ptr", "chunk_tensor_ptr", "chunk_first_ptr", "scalars_ptr"]
-        const = dict(DT=getattr(tl, {"fp16": "float16", "fp32": "float32"}.get(dtype, "float64")),
-                     PER_TENSOR=True, ALIGNED=True, BLOCK=2048, **flags)
-        sig.update(dict(zip(ptrs, ["*i64", "*i32", "*i64", "*fp32"])))
-        aligned = ptrs
-    else:
-        ptrs = ["w_ptr", "gd_ptr", "gi_ptr", "pos_ptr", "m_ptr", "v_ptr", "o_ptr"]
-        const = dict(w_cs=1, g_cs=1, m_cs=1, v_cs=1, o_cs=1, LAZY=False, BLOCK_R=32, BLOCK_C=64,
-                     **flags)
-        sig.update({p: "*i64" if p in ("gi_ptr", "pos_ptr") else f"*{dtype}" for p in ptrs})
-        sig.update(n_rows="i64", n_cols="i32", n_col_blocks="i32", n_table_rows="i64",
-                   **{f"{a}_rs": "i64" for a in "wgmvo"})
-        aligned = ptrs + ["n_cols"] + [f"{a}_rs" for a in "wgmvo"]
-    sig.update({k: "constexpr" for k in const})
-    sig = {a: sig[a] for a in fn.arg_names}
-    attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
-    compiled = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
-                              options=dict(num_warps=4, enable_fp_fusion=fusion))
-    return compiled.asm["ptx"]
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    if not HAVE_TRITON:
-        pytest.skip("triton is not installed (pip install triton)")
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        pytest.skip("TRITON_INTERPRET=1 is set in this process: nothing is compiled")
-    from adamop.backends import triton_backend, triton_kernels
-    assert triton_backend._OPTIONS["enable_fp_fusion"] is False     # what every launch passes
-    return triton_kernels
-
-
-@pytest.mark.parametrize("name, dtype", [
-    ("adam_dense_kernel", "fp16"), ("adam_dense_kernel", "fp32"), ("adam_dense_kernel", "fp64"),
-    ("adam_multi_kernel", "fp32"), ("adam_rows_kernel", "fp32"), ("adam_rows_kernel", "fp64")])
-def test_compiled_ptx_is_ieee_without_contraction(kernels, name: str, dtype: str) -> None:
-    """The PTX for sm_90: no float multiply-add, no approximate division or square root, every
-    float add and multiply carrying an explicit .rn (which ptxas never contracts), no flush of
-    subnormals, and vector loads (the bandwidth path). (LLVM may turn a float32 add of two
-    widened halves, rounded to half, into a native half add: the same correctly rounded value.)"""
-    import re
-    ptx = _compile_ptx(kernels, name, dtype, fusion=False)
-    assert not re.findall(_FLOAT_FMA, ptx) and not re.findall(_APPROX, ptx)
-    width = dtype[2:] if dtype != "fp16" else "32"        # half is computed in float32
-    assert f"div.rn.f{width}" in ptx and f"sqrt.rn.f{width}" in ptx
-    assert not re.findall(r"\b(?:mul|add|sub)\.f(?:32|64)\b", ptx)   # all .rn
-    assert ".ftz" not in ptx                       # subnormals kept, as on MXNet's CPU
-    assert re.search(r"ld\.global[\w.]*\.v[24]", ptx)
-
-
-def test_fma_check_can_fail(kernels) -> None:
-    """With contraction allowed the same check finds fma: it is not vacuous."""
-    import re
-    assert re.findall(_FLOAT_FMA, _compile_ptx(kernels, "adam_dense_kernel", "fp32", fusion=True))
 
 
 # ---- host-side helpers of the backend (no kernel runs) ----------------------------------------

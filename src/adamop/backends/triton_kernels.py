@@ -1,6 +1,6 @@
 r"""Triton kernels of MXNet 1.9.1's ``adam_update``: the math of :mod:`adamop.reference` on GPUs.
 
-Bit-exactness on NVIDIA hardware rests on four things, each chosen here or by the launcher:
+Bit-exactness on NVIDIA hardware rests on five things, each chosen here or by the launcher:
 
 * every ``+ - *`` is its own IEEE operation: launches pass ``enable_fp_fusion=False`` (Triton then
   emits no contraction and runs ptxas with ``--fmad=false``);
@@ -12,6 +12,10 @@ Bit-exactness on NVIDIA hardware rests on four things, each chosen here or by th
   24 >= 2*11+2 bits, so this equals correctly rounded half arithmetic);
 * 64-bit offsets (``program_id`` is widened to int64 before it is scaled), so tensors of more than
   2^31 elements are addressed correctly.
+* negation keeps the sign of zero: ``x * -1.0`` (LLVM makes it ``neg``), never unary ``-x``, which
+  Triton 3.6 lowers to ``0 - x`` (+0.0 for x = +0.0, where MXNet's ``-x`` is -0.0).
+
+``tests/test_triton_ptx.py`` checks all five in the PTX for sm_90, under Triton 3.6 and the CI's.
 
 Scalars arrive as float32 kernel arguments: every ``Scalars`` value is a float32 parameter cast to
 the dtype, so it is exact in float32 for all three dtypes. ``1 - beta`` is computed here in the
@@ -81,9 +85,11 @@ def _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
     one_minus_beta1 = _r(1.0 - beta1, IS_F16)
     one_minus_beta2 = _r(1.0 - beta2, IS_F16)
     if CLIP:
-        # (g > c) ? c : ((g < -c) ? -c : g): NaN passes through, +-inf become +-c
-        g = tl.where(g > clip_gradient, clip_gradient,
-                     tl.where(g < -clip_gradient, -clip_gradient, g))
+        # (g > c) ? c : ((g < -c) ? -c : g): NaN passes through, +-inf become +-c. -c is
+        # c * -1.0: unary minus would be 0 - c on Triton 3.6, +0.0 for clip_gradient=0 where
+        # MXNet clips a negative g to -0.0 (18 golden cases)
+        neg_clip = clip_gradient * -1.0
+        g = tl.where(g > clip_gradient, clip_gradient, tl.where(g < neg_clip, neg_clip, g))
     m = _r(_r(beta1 * m, IS_F16) + _r(one_minus_beta1 * g, IS_F16), IS_F16)
     if V_SQUARE_FIRST:
         t = _r(one_minus_beta2 * _r(g * g, IS_F16), IS_F16)
