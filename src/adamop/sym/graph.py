@@ -188,9 +188,14 @@ class Symbol:
         return to_json(self)
 
     def save(self, path: str) -> None:
-        """Write :meth:`tojson` to ``path`` (``adamop.sym.load`` and ``mx.sym.load`` read it)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.tojson())
+        """Write :meth:`tojson` to ``path`` (``adamop.sym.load`` and ``mx.sym.load`` read it).
+
+        The text is made and checked first, and the file is replaced atomically: a graph that
+        cannot be written (a name holding a NUL or a lone surrogate) raises ValueError and leaves
+        an existing file as it was.
+        """
+        from .._files import write_atomically
+        write_atomically(path, self.tojson().encode("utf-8"))
 
     def bind(self, args: Any, aux_states: Any = None, *, backend: str | None = None):
         """An :class:`~adamop.sym.executor.Executor` over the given arrays (see there)."""
