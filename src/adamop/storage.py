@@ -87,8 +87,13 @@ def _check_range(indices: Any, given: Any, shape: tuple[int, ...]) -> None:
     if low >= 0 and high < shape[0]:
         return
     at = int(indices.argmin() if low < 0 else indices.argmax())
-    raise ValueError(f"RowSparseArray: row index {int(given[at])} is out of range for shape "
+    raise ValueError(f"RowSparseArray: row index {given[at].item()} is out of range for shape "
                      f"{shape} (expected 0 <= index < {shape[0]})")
+
+
+def _empty_list(x: Any) -> bool:
+    """``[]`` or ``()``: no indices (NumPy would make them float64)."""
+    return isinstance(x, (list, tuple)) and not x
 
 
 def _frozen(indices: Any) -> Any:
@@ -168,7 +173,7 @@ class RowSparseArray:
                 raise TypeError("RowSparseArray: data is a numpy array but indices is a torch "
                                 "tensor; use the same library for both")
             try:
-                indices = np.asarray(indices)
+                indices = np.asarray(indices) if not _empty_list(indices) else np.zeros(0, np.int64)
             except (TypeError, ValueError):
                 raise TypeError(f"RowSparseArray: indices must be a 1-D integer array, got "
                                 f"{_arrays.describe(indices)}") from None
@@ -181,7 +186,8 @@ class RowSparseArray:
         import torch
         if not isinstance(indices, torch.Tensor):
             try:
-                indices = torch.as_tensor(np.asarray(indices), device=data.device)
+                indices = torch.as_tensor(np.asarray(indices) if not _empty_list(indices) else
+                                          np.zeros(0, np.int64), device=data.device)
             except (TypeError, ValueError, RuntimeError):
                 raise TypeError(f"RowSparseArray: indices must be a 1-D integer tensor, got "
                                 f"{_arrays.describe(indices)}") from None
@@ -400,8 +406,9 @@ def _check_coo(t: Any, shape: tuple[int, ...], *, check_range: bool) -> None:
     low, high = idx.min(dim=1).values.tolist(), idx.max(dim=1).values.tolist()
     for d, (lo, hi) in enumerate(zip(low, high)):
         if lo < 0 or hi >= shape[d]:
-            what = "row index" if d == 0 else f"index of dimension {d}"
-            raise ValueError(f"from_torch: {what} {lo if lo < 0 else hi} is out of range for "
-                             f"shape {shape} (expected 0 <= index < {shape[d]}); "
+            bad = lo if lo < 0 else hi
+            what = f"row index {bad}" if d == 0 else f"index {bad} of dimension {d}"
+            raise ValueError(f"from_torch: {what} is out of range for shape {shape} "
+                             f"(expected 0 <= index < {shape[d]}); "
                              f"torch.sparse_coo_tensor(..., check_invariants=True) catches this "
                              f"where the tensor is built")
