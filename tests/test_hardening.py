@@ -268,3 +268,13 @@ def test_mxnet_reads_adamops_text_and_writes_the_same():
         assert mx["tojson"] == g.tojson()                          # MXNet
     assert got[-1]["attrs"] == {"w": {'__a"b__': "1", "__a\\b__": "2"}}   # MXNet
     assert json.loads(texts[-1])["nodes"][0]["attrs"] == {'__a"b__': "1", "__a\\b__": "2"}
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0), (2, 0, 4)], ids=str)
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_from_dense_of_an_empty_array(lib, shape):
+    """Found by test_properties.py: reshape(n, -1) fails on 0 elements (a RuntimeError in torch)."""
+    dense = np.zeros(shape, np.float32) if lib == "numpy" else torch.zeros(shape)
+    assert RowSparseArray.from_dense(dense).nnz == 0
+    full = RowSparseArray.from_dense(dense, all_rows=True)
+    assert full.nnz == shape[0] and full.stores_all_rows()

@@ -312,14 +312,13 @@ class RowSparseArray:
                             f"{_arrays.describe(dense)}")
         if dense.ndim < 1:
             raise ValueError("from_dense: a row_sparse array needs at least one dimension")
-        n = dense.shape[0]
-        if lib == "numpy":
-            keep = (np.arange(n) if all_rows
-                    else np.flatnonzero(dense.reshape(n, -1).any(axis=1)) if n else np.arange(0))
+        n, row = dense.shape[0], int(np.prod(dense.shape[1:], dtype=np.int64))
+        if lib == "numpy":   # the row length is explicit: reshape(n, -1) fails on 0 elements
+            keep = np.arange(n) if all_rows else np.flatnonzero(dense.reshape(n, row).any(axis=1))
             return cls(dense[keep], keep, dense.shape)
         import torch
         keep = (torch.arange(n, device=dense.device) if all_rows
-                else torch.nonzero(dense.reshape(n, -1).any(dim=1)).flatten())
+                else torch.nonzero(dense.reshape(n, row).any(dim=1)).flatten())
         return cls(dense[keep], keep, tuple(dense.shape))
 
     @classmethod
