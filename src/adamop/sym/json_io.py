@@ -248,5 +248,11 @@ def load_json(text: str) -> Symbol:
 
 def load(path: str) -> Symbol:
     """A Symbol from a symbol JSON file (``mx.sym.load``)."""
-    with open(path, encoding="utf-8") as f:
-        return from_json(f.read())
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"load: {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         f"MXNet writes symbol files in UTF-8") from None
+    return from_json(text)
