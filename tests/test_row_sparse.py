@@ -29,7 +29,7 @@ def test_properties():
     a = RowSparseArray(D, [1, 3, 4], shape=(6, 2))
     assert a.shape == (6, 2) and a.dtype == np.float32 and a.nnz == 3
     assert a.stype == "row_sparse" and a.library == "numpy" and a.device == "cpu"
-    assert a.data is D       # already canonical: no copy
+    assert np.shares_memory(a.data, D)   # already canonical: the rows are not copied
     assert not a.stores_all_rows()
     np.testing.assert_array_equal(a.todense(), [[0, 0], [1, 1.5], [0, 0], [2, 2.5], [3, 3.5],
                                                 [0, 0]])

@@ -343,7 +343,8 @@ class Scalars:
 
     def __init__(self, dtype: np.dtype, names: Sequence[str], values: Sequence[Any]):
         cast = dtype.type
-        values = tuple(cast(v) for v in values)
+        with np.errstate(over="ignore"):   # a float32 beyond float16's range becomes inf, as in C
+            values = tuple(cast(v) for v in values)
         index = dict(zip(names, range(len(names))))
         clip = "clip_gradient" in index and bool(values[index["clip_gradient"]] >= 0)
         vector = np.array(values, np.float32 if dtype == np.float16 else dtype)

@@ -59,7 +59,7 @@ class KeepNonzeroRows:
 
     def __call__(self) -> None:
         kept = RowSparseArray.from_dense(self.target.todense())
-        self.target._set_rows(kept.data, kept.indices)
+        self.target._set_rows(kept._data, kept._indices)
 
 
 # ---- records -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ anything is written.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,10 +34,12 @@ class Planner:
 
     def __init__(self, op: OpDef, capacity: int = 4):
         self.op, self.capacity = op, capacity
-        self._kept: list[tuple[Any, plan.Plan]] = []
+        self._kept: list[tuple[bulk.Fingerprint, plan.Plan]] = []
+        self._lock = threading.Lock()   # one planner may serve many threads
 
     def clear(self) -> None:
-        self._kept.clear()
+        with self._lock:
+            self._kept.clear()
 
     def run(self, columns: Sequence[Sequence[Any]], params: OpParams | Sequence[OpParams],
             backend: str | None = None, prefix: Callable[[int], str] | None = None) -> list[Any]:
@@ -65,17 +68,19 @@ class Planner:
 
     # ---- the kept plans ----------------------------------------------------------------------
     def _kept_plan(self, printed: bulk.Fingerprint) -> plan.Plan | None:
-        for i, (kept_print, kept) in enumerate(self._kept):
-            if bulk.same(kept_print, printed):
-                if i:
-                    self._kept.insert(0, self._kept.pop(i))
-                return kept
+        with self._lock:
+            for i, (kept_print, kept) in enumerate(self._kept):
+                if bulk.same(kept_print, printed):
+                    if i:
+                        self._kept.insert(0, self._kept.pop(i))
+                    return kept
         return None
 
     def _keep(self, printed: bulk.Fingerprint, made: plan.Plan) -> None:
-        printed.every = []   # a kept fingerprint holds no arrays
-        self._kept.insert(0, (printed, made))
-        del self._kept[self.capacity:]
+        kept = bulk.Fingerprint(printed.library, printed.key, [], printed.in_place)   # no arrays
+        with self._lock:
+            self._kept.insert(0, (kept, made))
+            del self._kept[self.capacity:]
 
     # ---- making plans ------------------------------------------------------------------------
     def _plan_bulk(self, found: bulk.Bulk) -> plan.Plan | None:

@@ -64,8 +64,8 @@ def _lib(st: str, x: Any) -> str:
 
 
 def _buffer(st: str, x: Any) -> Any:
-    """The memory the kernel reads or writes for x (a RowSparseArray's data)."""
-    return x.data if st == "row_sparse" else x
+    """The memory the kernel reads or writes for x (a RowSparseArray's own view of its rows)."""
+    return x._data if st == "row_sparse" else x
 
 
 def _device_name(st: str, x: Any) -> str:
@@ -75,7 +75,7 @@ def _device_name(st: str, x: Any) -> str:
 
 
 def _dtype(x: Any) -> Any:
-    return _arrays.dtype(x.data if isinstance(x, RowSparseArray) else x)
+    return _arrays.dtype(x._data if isinstance(x, RowSparseArray) else x)
 
 
 def check_common(items: list[tuple[str, str, Any]]) -> tuple[str, str, np.dtype, tuple]:
@@ -203,7 +203,7 @@ def validate(op: OpDef, task: int, weight: Any, grad: Any, mean: Any, var: Any,
         if st == "default":
             return x
         if x.stores_all_rows():
-            return x.data
+            return x._data
         dense = x.todense()
         if state:
             after.append(StoreRows(x, dense))
@@ -234,7 +234,7 @@ def validate(op: OpDef, task: int, weight: Any, grad: Any, mean: Any, var: Any,
             if st == "row_sparse":
                 after.append(KeepNonzeroRows(x))
     if path in ("lazy", "std"):
-        arrays = (w_arr, g.data, g.indices, m_arr, v_arr, o_arr)
+        arrays = (w_arr, g._data, g._indices, m_arr, v_arr, o_arr)
     else:
         arrays = (w_arr, g.todense() if g_st == "row_sparse" else g, m_arr, v_arr, o_arr)
     return Update(task=task, path=path, rule=op.paths[path], device=dev, dtype=np.dtype(dtype),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import operator
 from collections import defaultdict
 from typing import Any, Callable, Iterator, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 from ..ops import OpDef
 from ..ops.adam import ADAM_UPDATE
 from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node
+from .json_io import check_text
 from .symbol import Symbol
 
 __all__ = ["var", "adam_update", "Group", "compose", "make_builder"]
@@ -36,12 +38,45 @@ def _is_dunder(key: str) -> bool:
     return len(key) > 4 and key.startswith("__") and key.endswith("__")
 
 
-def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = None,
+def _integer(x: Any) -> int | None:
+    """x as an int if it is an integer (not a bool), else None."""
+    if isinstance(x, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(x)
+    except TypeError:
+        return None
+
+
+def _shape_text(shape: Any, name: str) -> str:
+    """``__shape__`` as MXNet writes it (``str(shape)``: ``5``, ``[2, 3]``, ``(2, 3)``), from
+    validated non-negative ints (0 is an unknown size, as in MXNet)."""
+    hint = "pass a tuple of non-negative integers, e.g. shape=(3, 4)"
+    single = _integer(shape)
+    try:
+        items = [shape] if single is not None else list(shape)
+    except TypeError:
+        raise TypeError(f"var {name!r}: shape must be an integer or a sequence of integers, got "
+                        f"{type(shape).__name__} {shape!r}; {hint}") from None
+    dims = [_integer(d) for d in items]
+    for d, dim in zip(items, dims):
+        if dim is None:
+            raise TypeError(f"var {name!r}: shape {shape!r} holds {d!r}, a {type(d).__name__}, "
+                            f"not an integer; {hint}")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"var {name!r}: shape {tuple(dims)} has a negative size; {hint}")
+    if single is not None:
+        return str(single)
+    return str(dims) if isinstance(shape, list) else str(tuple(dims))
+
+
+def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | int | None = None,
         dtype: Any = None, stype: str | None = None, lr_mult: float | None = None,
         wd_mult: float | None = None, init: str | None = None, **kwargs: Any) -> Symbol:
-    """A variable, with MXNet's attributes: ``shape`` -> ``__shape__``, ``dtype`` ->
-    ``__dtype__`` (MXNet's type flag), ``stype`` -> ``__storage_type__``, ``lr_mult``/``wd_mult``
-    -> ``__lr_mult__``/``__wd_mult__``; extra keywords must look like ``__key__``.
+    """A variable, with MXNet's attributes: ``shape`` -> ``__shape__`` (an integer is a 1-D
+    shape), ``dtype`` -> ``__dtype__`` (MXNet's type flag), ``stype`` -> ``__storage_type__``,
+    ``lr_mult``/``wd_mult`` -> ``__lr_mult__``/``__wd_mult__``; extra keywords must look like
+    ``__key__``. Text a symbol file cannot hold (a NUL, a lone surrogate) raises ValueError.
 
     Examples:
         >>> import adamop
@@ -51,9 +86,10 @@ def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = No
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"var: name must be a non-empty str, got {name!r}")
+    check_text(name, "var: name")
     attrs = _attr_dict(attr, f"var {name!r}")
     if shape is not None:
-        attrs["__shape__"] = str(tuple(int(d) for d in shape))
+        attrs["__shape__"] = _shape_text(shape, name)
     if lr_mult is not None:
         attrs["__lr_mult__"] = str(lr_mult)
     if wd_mult is not None:
@@ -76,6 +112,9 @@ def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = No
                              f"attributes must start and end with double underscores, e.g. "
                              f"__{key}__")
         attrs[key] = str(value)
+    for key, value in attrs.items():
+        check_text(key, f"var {name!r}: attribute name")
+        check_text(value, f"var {name!r}: attribute {key!r}")
     return Symbol([Entry(Node(None, name, attrs), 0, 0)])
 
 

@@ -49,7 +49,8 @@ def _hint(kind: str, node: Node) -> Any:
     where = f"variable {node.name!r} attribute {key}"
     try:
         if kind == "shape":
-            return _normalise(kind, ast.literal_eval(text), where)
+            value = ast.literal_eval(text)   # MXNet writes shape=5 as "5": dmlc reads (5,)
+            return _normalise(kind, (value,) if isinstance(value, int) else value, where)
         return _FLAG_DTYPES[text] if kind == "dtype" else _ID_STYPES[text]
     except (KeyError, ValueError, SyntaxError):
         raise ValueError(f"{where}: cannot read {text!r}") from None

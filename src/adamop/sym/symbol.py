@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
+from .._files import write_atomically
 from .executor import Executor
 from .graph import HIDDEN_KEYS, Entry, Node, topo_order, variables
 from .infer import infer
@@ -115,9 +116,13 @@ class Symbol:
         return to_json(self._outputs)
 
     def save(self, path: str) -> None:
-        """Write :meth:`tojson` to ``path`` (``adamop.sym.load`` and ``mx.sym.load`` read it)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.tojson())
+        """Write :meth:`tojson` to ``path`` (``adamop.sym.load`` and ``mx.sym.load`` read it).
+
+        The text is made and checked first, and the file is replaced atomically: a graph that
+        cannot be written (a name holding a NUL or a lone surrogate) raises ValueError and leaves
+        an existing file as it was.
+        """
+        write_atomically(path, self.tojson().encode("utf-8"))
 
     def bind(self, args: Any, aux_states: Any = None, *, backend: str | None = None) -> Executor:
         """An :class:`~adamop.sym.executor.Executor` over the given arrays (see there)."""
@@ -140,5 +145,11 @@ def load_json(text: str) -> Symbol:
 
 def load(path: str) -> Symbol:
     """A Symbol from a symbol JSON file (``mx.sym.load``)."""
-    with open(path, encoding="utf-8") as f:
-        return load_json(f.read())
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"load: {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         f"MXNet writes symbol files in UTF-8") from None
+    return load_json(text)
