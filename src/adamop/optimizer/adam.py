@@ -1,0 +1,229 @@
+"""``Adam``: MXNet 1.9.1's ``mx.optimizer.Adam`` over adamop's ``adam_update``, bit for bit."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+from . import _tensors
+from ._checks import flag, is_bool, is_real, real
+from ._steps import adam_steps, mp_adam_steps
+from .base import Optimizer
+
+__all__ = ["Adam"]
+
+
+class Adam(Optimizer):
+    r"""MXNet 1.9.1's Adam optimizer (``mx.optimizer.Adam``): same names, defaults and numbers.
+
+    Each update of parameter ``index`` counts it (``t``), takes the learning rate from the
+    scheduler at the optimizer's ``num_update`` (the largest count so far) or ``learning_rate``,
+    applies the lr/wd multipliers, folds the bias correction into ``lr`` in Python double
+    (``lr * (sqrt(1 - beta2**t) / (1 - beta1**t))``) and runs ``adam_update`` in place:
+
+    .. math::
+
+        g = \mathrm{clip}(grad\cdot rescale\_grad + wd\cdot w),\quad
+        m \leftarrow \beta_1 m + (1-\beta_1) g,\quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
+        w \leftarrow w - \frac{lr_t\, m}{\sqrt{v} + \epsilon}
+
+    Args:
+        learning_rate: the base rate (default 0.001). With a scheduler it overrides the
+            scheduler's ``base_lr`` (MXNet's quirk: warns, and leaves what the scheduler derived
+            from its own ``base_lr`` as it was); ``None`` keeps the scheduler's.
+        beta1, beta2, epsilon: Adam's decay rates and epsilon (epsilon is not bias-corrected).
+        lazy_update: row_sparse gradients update only their rows (and row_sparse weights get
+            row_sparse states).
+        rescale_grad: the gradient's scale (a Gluon Trainer sets ``1 / batch_size``).
+        param_idx2name: index -> parameter name; names not ending in ``_weight``/``_gamma``
+            get weight decay 0, and multipliers may be given by name.
+        wd: weight decay. clip_gradient: clip the rescaled gradient to ``[-c, c]`` (``None`` or
+            0: no clipping, as in MXNet's optimizer).
+        lr_scheduler: an ``adamop.lr_scheduler`` scheduler.
+        sym: an ``adamop.sym`` graph whose variables' ``__lr_mult__``/``__wd_mult__``
+            attributes set multipliers by name.
+        begin_num_update: the count each index starts from.
+        multi_precision: keep a float32 master copy of float16 weights.
+        param_dict: index -> Gluon Parameter (its ``lr_mult``/``wd_mult`` come first).
+
+    Raises:
+        TypeError, ValueError: a bad argument, before anything is changed.
+
+    Examples:
+        >>> import numpy as np
+        >>> from adamop import optimizer
+        >>> opt = optimizer.Adam(learning_rate=0.1)
+        >>> w, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+        >>> state = opt.create_state(0, w)
+        >>> opt.update(0, w, g, state)      # t = 1: lr = 0.1 * (sqrt(0.001) / 0.1)
+        >>> w                               # MXNet 1.9.1 gives these bits too
+        array([0.8999994, 0.8999994, 0.8999994], dtype=float32)
+    """
+
+    mxnet_class = "mxnet.optimizer.optimizer.Adam"
+    _STATE = {**Optimizer._STATE, "beta1": is_real, "beta2": is_real, "epsilon": is_real,
+              "lazy_update": is_bool}
+
+    def __init__(self, learning_rate: float | None = 0.001, beta1: float = 0.9,
+                 beta2: float = 0.999, epsilon: float = 1e-8, lazy_update: bool = True, *,
+                 rescale_grad: float = 1., param_idx2name: dict | None = None, wd: float = 0.,
+                 clip_gradient: float | None = None, lr_scheduler: Any = None, sym: Any = None,
+                 begin_num_update: int = 0, multi_precision: bool = False,
+                 param_dict: Mapping | None = None) -> None:
+        beta1, beta2 = real("Adam", "beta1", beta1), real("Adam", "beta2", beta2)
+        epsilon = real("Adam", "epsilon", epsilon)
+        lazy_update = flag("Adam", "lazy_update", lazy_update)
+        super().__init__(learning_rate=learning_rate, rescale_grad=rescale_grad,
+                         param_idx2name=param_idx2name, wd=wd, clip_gradient=clip_gradient,
+                         lr_scheduler=lr_scheduler, sym=sym, begin_num_update=begin_num_update,
+                         multi_precision=multi_precision, param_dict=param_dict)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.lazy_update = lazy_update
+
+    def create_state(self, index: Any, weight: Any) -> tuple[Any, Any]:
+        """``(mean, var)``: zeros of the weight's shape, dtype, library and device; row_sparse
+        (storing no rows yet) for a row_sparse weight if ``lazy_update``, else dense."""
+        return (_tensors.zeros_state(weight, row_sparse=self.lazy_update),
+                _tensors.zeros_state(weight, row_sparse=self.lazy_update))
+
+    def _update_many(self, indices: Sequence[Any], weights: Sequence[Any], grads: Sequence[Any],
+                     states: Sequence[Any], *, multi_precision: bool) -> None:
+        """Each entry's update as MXNet's ``update_multi_precision`` (``update`` if not
+        ``multi_precision``), in list order, with one batched call per kind of step.
+
+        An index listed twice is updated twice, in order (later occurrences go to later
+        batches). Nothing changes, counts included, if a batch refuses its inputs."""
+        master = [multi_precision and _tensors.dtype_name(w) == "float16" for w in weights]
+        unpacked = [_unpack(i, s, m) for i, s, m in zip(indices, states, master)]
+        saved = self._save_progress()
+        written = False
+        try:
+            lrs, wds = self._lrs_wds(indices)
+            waves = _waves(indices)
+            if len(waves) > 1:   # later batches must not be refused after earlier ones wrote
+                _check_finite(indices, lrs, wds)
+            hyper = {"beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon,
+                     "rescale_grad": self.rescale_grad, "lazy_update": self.lazy_update}
+            if self.clip_gradient:   # None and 0 mean no clipping here (the op clips at >= 0)
+                hyper["clip_gradient"] = self.clip_gradient
+            for wave in waves:
+                for use_master in (False, True):
+                    at = [p for p in wave if master[p] == use_master]
+                    if not at:
+                        continue
+                    lr, wd = _one_or_each([lrs[p] for p in at]), _one_or_each([wds[p] for p in at])
+                    w, g = [weights[p] for p in at], [grads[p] for p in at]
+                    w32, m, v = ([unpacked[p][k] for p in at] for k in range(3))
+                    if use_master:
+                        mp_adam_steps(w, g, w32, m, v, lr=lr, wd=wd, hyper=hyper)
+                    else:
+                        adam_steps(w, g, m, v, lr=lr, wd=wd, hyper=hyper)
+                    written = True
+        except BaseException:
+            if not written:
+                self._restore_progress(saved)
+            raise
+
+    def _lrs_wds(self, indices: Sequence[Any]) -> tuple[list, list]:
+        """Count each update and give its (lr, wd), exactly as MXNet's ``Adam.update`` does one
+        index at a time: ``_update_count``, ``_get_lr`` (the scheduler at ``num_update``, once
+        per update), ``_get_wd``, then the bias correction."""
+        counts, begin, sched = self._index_update_count, self.begin_num_update, self.lr_scheduler
+        param_dict, lr_mult, wd_mult = self.param_dict, self.lr_mult, self.wd_mult
+        idx2name, beta1, beta2 = self.idx2name, self.beta1, self.beta2
+        corrections: dict[Any, float] = {}   # t -> sqrt(1 - beta2**t) / (1 - beta1**t)
+        lrs, wds = [], []
+        for index in indices:
+            if index not in counts:
+                counts[index] = begin
+            counts[index] += 1
+            t = counts[index]
+            self.num_update = max(t, self.num_update)
+
+            lr = sched(self.num_update) if sched is not None else self.lr
+            if index in param_dict:
+                lr *= param_dict[index].lr_mult
+            elif index in lr_mult:
+                lr *= lr_mult[index]
+            elif index in idx2name:
+                lr *= lr_mult.get(idx2name[index], 1.0)
+
+            wd = self.wd
+            if index in param_dict:
+                wd *= param_dict[index].wd_mult
+            elif index in wd_mult:
+                wd *= wd_mult[index]
+            elif index in idx2name:
+                wd *= wd_mult.get(idx2name[index], 1.0)
+
+            correction = corrections.get(t)
+            if correction is None:
+                coef1 = 1. - beta1**t
+                coef2 = 1. - beta2**t
+                if coef1 == 0 or coef2 < 0:
+                    raise ValueError(f"Adam: the bias correction sqrt(1 - beta2**t) / "
+                                     f"(1 - beta1**t) is undefined at t={t} for beta1={beta1!r}, "
+                                     f"beta2={beta2!r}; use betas in [0, 1)")
+                correction = corrections[t] = math.sqrt(coef2) / coef1
+            lrs.append(lr * correction)
+            wds.append(wd)
+        return lrs, wds
+
+
+def _unpack(index: Any, state: Any, master: bool) -> tuple[Any, Any, Any]:
+    """``(weight32 or None, mean, var)`` from a state, or a TypeError saying what it should be."""
+    try:
+        if master:
+            weight32, (mean, var) = state
+            return weight32, mean, var
+        mean, var = state
+        return None, mean, var
+    except (TypeError, ValueError):
+        want = ("(weight32, (mean, var)) for a float16 weight with multi_precision=True"
+                if master else "(mean, var)")
+        raise TypeError(f"Adam: the state of index {index!r} is {type(state).__name__} "
+                        f"{_short(state)}; expected {want} (states come from "
+                        f"create_state_multi_precision with the same multi_precision)") from None
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _waves(indices: Sequence[Any]) -> list[list[int]]:
+    """Positions grouped so no batch holds an index twice: the k-th occurrence of each index
+    goes to batch k (the arrays of different indices are disjoint, so only the order of each
+    index's own updates matters)."""
+    n = len(indices)
+    if len(set(indices)) == n:
+        return [list(range(n))]
+    seen: dict[Any, int] = {}
+    waves: list[list[int]] = []
+    for position, index in enumerate(indices):
+        k = seen.get(index, 0)
+        seen[index] = k + 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(position)
+    return waves
+
+
+def _check_finite(indices: Sequence[Any], lrs: list, wds: list) -> None:
+    for index, lr, wd in zip(indices, lrs, wds):
+        if not (math.isfinite(lr) and math.isfinite(wd)):
+            raise ValueError(f"Adam: index {index!r} would be updated with lr={lr!r}, wd={wd!r}; "
+                             f"the update needs finite values")
+
+
+def _one_or_each(values: list) -> Any:
+    """One value if all are the same number (0.0 and -0.0 differ: the sign reaches the op),
+    else the list, one per tensor."""
+    first = values[0]
+    for v in values:
+        if v != first or (v == 0 and math.copysign(1, v) != math.copysign(1, first)):
+            return values
+    return first
