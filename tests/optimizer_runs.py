@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import types
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+from bitexact import mismatch
 
 from adamop import RowSparseArray, lr_scheduler, optimizer, sym
-from bitexact import mismatch
 
 R = "row_sparse"
 

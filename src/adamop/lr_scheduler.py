@@ -13,14 +13,20 @@ dict, so a scheduler travels in MXNet's ``.states`` pickles (``adamop.states``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from math import cos, pi
-from typing import Any, Callable
+from typing import Any
 
-from .optimizer._checks import AssertionTypeError, AssertionValueError, integer, real
-from .optimizer._checks import check_state, is_int, is_real, is_str
+from .optimizer._checks import (AssertionTypeError, AssertionValueError, check_state, integer,
+                                is_int, is_real, is_str, real)
 
-__all__ = ["LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
-           "CosineScheduler"]
+__all__ = [
+    "CosineScheduler",
+    "FactorScheduler",
+    "LRScheduler",
+    "MultiFactorScheduler",
+    "PolyScheduler",
+]
 
 _log = logging.getLogger(__name__)   # MXNet logs the factor decays with logging.info
 

@@ -18,8 +18,8 @@ import sys
 import traceback
 import warnings
 
-import numpy as np
 import mxnet as mx
+import numpy as np
 
 R = "row_sparse"
 

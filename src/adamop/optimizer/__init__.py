@@ -16,7 +16,7 @@ from .adam import Adam
 from .base import Optimizer
 from .updater import Updater, get_updater
 
-__all__ = ["Adam", "Optimizer", "Updater", "create", "get_updater", "bias_corrected_lr"]
+__all__ = ["Adam", "Optimizer", "Updater", "bias_corrected_lr", "create", "get_updater"]
 
 _REGISTRY = {"adam": Adam}
 # MXNet 1.9.1's other optimizers, named in the error for a name adamop does not implement

@@ -24,7 +24,8 @@ class AssertionValueError(ValueError, AssertionError):
 
 
 class UserWarningError(ValueError, UserWarning):
-    """A refused call where MXNet raises ``UserWarning`` (``set_learning_rate`` with a scheduler)."""
+    """A refused call where MXNet raises ``UserWarning`` (``set_learning_rate`` when there is a
+    scheduler)."""
 
 
 def _plain(value: Any) -> Any:

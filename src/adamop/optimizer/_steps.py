@@ -7,10 +7,11 @@ the bits of MXNet's sequence written here.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..api import adam_update_multi
-from ._tensors import astype_float32, cast_into
+from ._tensors import astype_float32, cast_into, for_op
 
 __all__ = ["adam_steps", "mp_adam_steps"]
 
@@ -27,7 +28,7 @@ def adam_steps(weights: Sequence[Any], grads: Sequence[Any], means: Sequence[Any
         hyper: ``beta1, beta2, epsilon, rescale_grad, lazy_update`` and, only where the
             optimizer clips, ``clip_gradient``.
     """
-    adam_update_multi(list(weights), list(grads), list(means), list(vars), lr=lr, wd=wd,
+    adam_update_multi(list(weights), for_op(list(grads)), list(means), list(vars), lr=lr, wd=wd,
                       out=list(weights), **hyper)
 
 
@@ -41,7 +42,7 @@ def mp_adam_steps(weights: Sequence[Any], grads: Sequence[Any], masters: Sequenc
     (round to nearest even). Arguments as :func:`adam_steps`; ``weights`` are float16,
     ``masters``, ``means`` and ``vars`` float32, ``grads`` of any float dtype.
     """
-    grads32 = [astype_float32(g) for g in grads]
+    grads32 = for_op([astype_float32(g) for g in grads])
     adam_update_multi(list(masters), grads32, list(means), list(vars), lr=lr, wd=wd,
                       out=list(masters), **hyper)
     for weight, master in zip(weights, masters):

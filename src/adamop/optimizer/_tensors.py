@@ -14,8 +14,17 @@ import numpy as np
 
 from ..storage import RowSparseArray
 
-__all__ = ["describe", "dtype_name", "device_id", "zeros_state", "astype_float32", "cast_into",
-           "like"]
+__all__ = [
+    "astype_float32",
+    "cast_into",
+    "check_weight",
+    "describe",
+    "device_id",
+    "dtype_name",
+    "for_op",
+    "like",
+    "zeros_state",
+]
 
 
 def _is_tensor(x: Any) -> bool:
@@ -39,7 +48,8 @@ def describe(x: Any) -> str:
     return f"{type(x).__module__}.{type(x).__qualname__}"
 
 
-def _check_weight(x: Any) -> None:
+def check_weight(x: Any) -> None:
+    """A TypeError unless x can be a weight (NumPy, dense torch or RowSparseArray)."""
     if isinstance(x, (np.ndarray, RowSparseArray)):
         return
     if _is_tensor(x) and x.layout == sys.modules["torch"].strided:
@@ -75,7 +85,7 @@ def zeros_state(weight: Any, *, row_sparse: bool) -> Any:
 
     ``row_sparse``: a RowSparseArray weight's state stores no rows, as MXNet's row_sparse zeros
     (the update then stores every row); otherwise the state is dense."""
-    _check_weight(weight)
+    check_weight(weight)
     if isinstance(weight, RowSparseArray):
         data = weight.data
         if row_sparse:
@@ -116,6 +126,15 @@ def cast_into(weight: Any, master: Any) -> None:
         import torch
         with torch.no_grad():
             weight.copy_(master)
+
+
+def for_op(grads: list) -> list:
+    """The grads as ``adam_update_multi`` takes them: a torch sparse COO tensor (what
+    ``nn.Embedding(sparse=True)`` makes) as the RowSparseArray it stands for."""
+    if all(type(g) is np.ndarray for g in grads):   # the usual case, at C speed
+        return grads
+    return [RowSparseArray.from_torch(g) if _is_tensor(g) and g.layout != sys.modules[
+        "torch"].strided else g for g in grads]
 
 
 def _cast(x: Any, like: Any) -> Any:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
 
 from . import _tensors
 from ._checks import flag, is_bool, is_real, real
@@ -96,8 +98,10 @@ class Adam(Optimizer):
 
         An index listed twice is updated twice, in order (later occurrences go to later
         batches). Nothing changes, counts included, if a batch refuses its inputs."""
-        master = [multi_precision and _tensors.dtype_name(w) == "float16" for w in weights]
-        unpacked = [_unpack(i, s, m) for i, s, m in zip(indices, states, master)]
+        n = len(indices)
+        master = ([_tensors.dtype_name(w) == "float16" for w in weights] if multi_precision
+                  else [False] * n)
+        w32s, means, vars_ = _split_states(indices, states, master)
         saved = self._save_progress()
         written = False
         try:
@@ -114,13 +118,14 @@ class Adam(Optimizer):
                     at = [p for p in wave if master[p] == use_master]
                     if not at:
                         continue
-                    lr, wd = _one_or_each([lrs[p] for p in at]), _one_or_each([wds[p] for p in at])
-                    w, g = [weights[p] for p in at], [grads[p] for p in at]
-                    w32, m, v = ([unpacked[p][k] for p in at] for k in range(3))
+                    pick = _picker(at, n)
+                    lr, wd = _one_or_each(pick(lrs)), _one_or_each(pick(wds))
                     if use_master:
-                        mp_adam_steps(w, g, w32, m, v, lr=lr, wd=wd, hyper=hyper)
+                        mp_adam_steps(pick(weights), pick(grads), pick(w32s), pick(means),
+                                      pick(vars_), lr=lr, wd=wd, hyper=hyper)
                     else:
-                        adam_steps(w, g, m, v, lr=lr, wd=wd, hyper=hyper)
+                        adam_steps(pick(weights), pick(grads), pick(means), pick(vars_), lr=lr,
+                                   wd=wd, hyper=hyper)
                     written = True
         except BaseException:
             if not written:
@@ -134,43 +139,75 @@ class Adam(Optimizer):
         counts, begin, sched = self._index_update_count, self.begin_num_update, self.lr_scheduler
         param_dict, lr_mult, wd_mult = self.param_dict, self.lr_mult, self.wd_mult
         idx2name, beta1, beta2 = self.idx2name, self.beta1, self.beta2
+        base_lr, base_wd, num_update = self.lr, self.wd, self.num_update
+        any_mult = bool(param_dict or lr_mult or wd_mult or idx2name)
         corrections: dict[Any, float] = {}   # t -> sqrt(1 - beta2**t) / (1 - beta1**t)
         lrs, wds = [], []
-        for index in indices:
-            if index not in counts:
-                counts[index] = begin
-            counts[index] += 1
-            t = counts[index]
-            self.num_update = max(t, self.num_update)
+        try:
+            for index in indices:
+                if index not in counts:
+                    counts[index] = begin
+                counts[index] += 1
+                t = counts[index]
+                num_update = max(t, num_update)
 
-            lr = sched(self.num_update) if sched is not None else self.lr
-            if index in param_dict:
-                lr *= param_dict[index].lr_mult
-            elif index in lr_mult:
-                lr *= lr_mult[index]
-            elif index in idx2name:
-                lr *= lr_mult.get(idx2name[index], 1.0)
+                lr = sched(num_update) if sched is not None else base_lr
+                wd = base_wd
+                if any_mult:
+                    if index in param_dict:
+                        lr *= param_dict[index].lr_mult
+                    elif index in lr_mult:
+                        lr *= lr_mult[index]
+                    elif index in idx2name:
+                        lr *= lr_mult.get(idx2name[index], 1.0)
+                    if index in param_dict:
+                        wd *= param_dict[index].wd_mult
+                    elif index in wd_mult:
+                        wd *= wd_mult[index]
+                    elif index in idx2name:
+                        wd *= wd_mult.get(idx2name[index], 1.0)
 
-            wd = self.wd
-            if index in param_dict:
-                wd *= param_dict[index].wd_mult
-            elif index in wd_mult:
-                wd *= wd_mult[index]
-            elif index in idx2name:
-                wd *= wd_mult.get(idx2name[index], 1.0)
-
-            correction = corrections.get(t)
-            if correction is None:
-                coef1 = 1. - beta1**t
-                coef2 = 1. - beta2**t
-                if coef1 == 0 or coef2 < 0:
-                    raise ValueError(f"Adam: the bias correction sqrt(1 - beta2**t) / "
-                                     f"(1 - beta1**t) is undefined at t={t} for beta1={beta1!r}, "
-                                     f"beta2={beta2!r}; use betas in [0, 1)")
-                correction = corrections[t] = math.sqrt(coef2) / coef1
-            lrs.append(lr * correction)
-            wds.append(wd)
+                correction = corrections.get(t)
+                if correction is None:
+                    coef1 = 1. - beta1**t
+                    coef2 = 1. - beta2**t
+                    if coef1 == 0 or coef2 < 0:
+                        raise ValueError(f"Adam: the bias correction sqrt(1 - beta2**t) / "
+                                         f"(1 - beta1**t) is undefined at t={t} for "
+                                         f"beta1={beta1!r}, beta2={beta2!r}; use betas in [0, 1)")
+                    correction = corrections[t] = math.sqrt(coef2) / coef1
+                lrs.append(lr * correction)
+                wds.append(wd)
+        finally:
+            self.num_update = num_update
         return lrs, wds
+
+
+def _split_states(indices: Sequence[Any], states: Sequence[Any], master: list[bool]
+                  ) -> tuple[list, list, list]:
+    """The master copies (None where there is none), means and vars of the states."""
+    if not any(master):
+        try:
+            if set(map(len, states)) == {2}:   # the usual case, at C speed: (mean, var) pairs
+                return [None] * len(states), list(map(itemgetter(0), states)), list(map(
+                    itemgetter(1), states))
+        except TypeError:
+            pass
+    w32s, means, vars_ = [], [], []
+    for index, state, m in zip(indices, states, master):
+        w32, mean, var = _unpack(index, state, m)
+        w32s.append(w32)
+        means.append(mean)
+        vars_.append(var)
+    return w32s, means, vars_
+
+
+def _picker(positions: list[int], n: int) -> Any:
+    """A function taking the entries at ``positions`` of a list of ``n`` (the list itself when
+    that is all of them, in order)."""
+    if len(positions) == n:   # positions are increasing, so this is range(n)
+        return list
+    return lambda values: [values[p] for p in positions]
 
 
 def _unpack(index: Any, state: Any, master: bool) -> tuple[Any, Any, Any]:
@@ -223,7 +260,8 @@ def _one_or_each(values: list) -> Any:
     """One value if all are the same number (0.0 and -0.0 differ: the sign reaches the op),
     else the list, one per tensor."""
     first = values[0]
-    for v in values:
-        if v != first or (v == 0 and math.copysign(1, v) != math.copysign(1, first)):
-            return values
+    if values.count(first) != len(values):
+        return values
+    if first == 0 and len(set(map(math.copysign, repeat(1.0, len(values)), values))) != 1:
+        return values
     return first

@@ -8,16 +8,17 @@ MXNet's Python code does it, in its order, in Python double.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import _tensors
-from ._checks import (AssertionTypeError, UserWarningError, check_state, flag, integer,
-                      is_bool, is_dict, is_int, is_real, mult_table, real)
+from ._checks import (AssertionTypeError, UserWarningError, check_state, flag, integer, is_bool,
+                      is_dict, is_int, is_real, mult_table, real)
 
 __all__ = ["Optimizer"]
 
-_OVERRIDE = "learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in optimizer."
+_OVERRIDE = ("learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in "
+             "optimizer.")
 _FP16 = ("Accumulating with float16 in optimizer can lead to poor accuracy or slow convergence. "
          "Consider using multi_precision=True option of the optimizer")
 
@@ -79,7 +80,7 @@ class Optimizer:
             param_idx2name = {}
         if not isinstance(param_idx2name, dict):
             raise AssertionTypeError(f"param_idx2name should be a dict of param indexes to "
-                                     f"names, got {type(param_idx2name).__name__}")
+                                     f"names. Got {type(param_idx2name).__name__}")
         for index, name in param_idx2name.items():
             if not isinstance(name, str):
                 raise TypeError(f"{owner}: param_idx2name[{index!r}] must be a str (a parameter "
@@ -200,6 +201,7 @@ class Optimizer:
         """:meth:`create_state`, with a float32 master copy for a float16 weight when
         ``multi_precision`` is on: ``(weight32, state)``. A float16 weight without it warns, as
         MXNet does."""
+        _tensors.check_weight(weight)
         if self.multi_precision and _tensors.dtype_name(weight) == "float16":
             master = _tensors.astype_float32(weight)
             return (master, self.create_state(index, master))

@@ -48,21 +48,27 @@ class Updater:
             TypeError, ValueError: bad inputs, before any weight, state or count changes.
         """
         if isinstance(index, (list, tuple)):
-            indices = [_key(i) for i in index]
-            grads, weights = _as_list("grad", grad, len(indices)), _as_list("weight", weight,
-                                                                           len(indices))
+            indices = list(index)
+            if not set(map(type, indices)) <= {int}:   # ints need no conversion or check
+                indices = [_key(i) for i in indices]
+            grads = _as_list("grad", grad, len(indices))
+            weights = _as_list("weight", weight, len(indices))
         else:
             indices, grads, weights = [_key(index)], [grad], [weight]
         opt = self.optimizer
         if weights:
             opt._set_current_context(_tensors.device_id(weights[0]))
         new: dict = {}
-        for idx, w in zip(indices, weights):
-            if idx not in self.states and idx not in new:
-                new[idx] = opt.create_state_multi_precision(idx, w)
-            elif idx not in new and not self.states_synced.get(idx, False):
-                new[idx] = _tensors.like(self.states[idx], w)
-        states = [new[i] if i in new else self.states[i] for i in indices]
+        if not self.states.keys() >= set(indices) or False in self.states_synced.values():
+            for idx, w in zip(indices, weights):
+                if idx not in self.states and idx not in new:
+                    new[idx] = opt.create_state_multi_precision(idx, w)
+                elif idx not in new and not self.states_synced.get(idx, False):
+                    new[idx] = _tensors.like(self.states[idx], w)
+        if new:
+            states = [new[i] if i in new else self.states[i] for i in indices]
+        else:
+            states = list(map(self.states.__getitem__, indices))
         opt._update_many(indices, weights, grads, states, multi_precision=opt.multi_precision)
         self.states.update(new)
         self.states_synced.update(dict.fromkeys(new, True))
