@@ -12,12 +12,11 @@ import pickle
 import numpy as np
 import pytest
 
+import adamop
+from adamop import RowSparseArray, lr_scheduler, optimizer, sym
 from bitexact import mismatch
 from conftest import DATA
 from optimizer_runs import build
-
-import adamop
-from adamop import RowSparseArray, lr_scheduler, optimizer, sym
 
 with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
     Z = {k: _z[k] for k in _z.files}

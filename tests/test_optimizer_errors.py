@@ -12,10 +12,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
-from mxnet_oracle import run_mxnet
-
 from adamop import lr_scheduler, optimizer
 from adamop.optimizer._checks import AssertionTypeError, AssertionValueError, UserWarningError
+from mxnet_oracle import run_mxnet
 
 
 class Row(NamedTuple):

@@ -45,5 +45,4 @@ def mp_adam_steps(weights: Sequence[Any], grads: Sequence[Any], masters: Sequenc
     grads32 = for_op([astype_float32(g) for g in grads])
     adam_update_multi(list(masters), grads32, list(means), list(vars), lr=lr, wd=wd,
                       out=list(masters), **hyper)
-    for weight, master in zip(weights, masters):
-        cast_into(weight, master)
+    cast_into(list(weights), list(masters))

@@ -59,6 +59,16 @@ def check_weight(x: Any) -> None:
                     f"RowSparseArray.from_torch(weight)")
 
 
+_FLOAT16 = np.dtype(np.float16)
+
+
+def is_float16(x: Any) -> bool:
+    """Whether x holds float16 values (the weights multi-precision keeps master copies of)."""
+    if type(x) is np.ndarray:   # the usual case, without a name lookup
+        return x.dtype == _FLOAT16
+    return dtype_name(x) == "float16"
+
+
 def dtype_name(x: Any) -> str:
     """'float16', 'float32', ... for NumPy arrays, torch tensors and RowSparseArray alike."""
     d = _dense(x).dtype
@@ -110,22 +120,24 @@ def astype_float32(x: Any) -> Any:
     raise TypeError(f"expected an array, got {describe(x)}")
 
 
-def cast_into(weight: Any, master: Any) -> None:
-    """``mx.nd.cast(master, dtype=weight.dtype, out=weight)``: round to nearest even.
+def cast_into(weights: list, masters: list) -> None:
+    """``mx.nd.cast(master, dtype=weight.dtype, out=weight)`` for each pair: round to nearest
+    even (beyond float16's range: inf, silently, as MXNet).
 
     A row_sparse weight takes the rows of the result that hold a non-zero, as MXNet's storage
     fallback for ``cast`` writes them (an all-zero row, even of -0.0, is dropped)."""
-    if isinstance(weight, RowSparseArray):
-        dense = master.todense() if isinstance(master, RowSparseArray) else master
-        kept = RowSparseArray.from_dense(_cast(dense, weight.data))
-        weight._set_rows(kept.data, kept.indices)
-    elif isinstance(weight, np.ndarray):
-        with np.errstate(over="ignore"):   # beyond float16's range is inf, silently as MXNet
-            np.copyto(weight, master, casting="unsafe")
-    else:
-        import torch
-        with torch.no_grad():
-            weight.copy_(master)
+    with np.errstate(over="ignore"):
+        for weight, master in zip(weights, masters):
+            if type(weight) is np.ndarray:
+                np.copyto(weight, master, casting="unsafe")
+            elif isinstance(weight, RowSparseArray):
+                dense = master.todense() if isinstance(master, RowSparseArray) else master
+                kept = RowSparseArray.from_dense(_cast(dense, weight.data))
+                weight._set_rows(kept.data, kept.indices)
+            else:
+                import torch
+                with torch.no_grad():
+                    weight.copy_(master)
 
 
 def for_op(grads: list) -> list:
@@ -139,10 +151,7 @@ def for_op(grads: list) -> list:
 
 def _cast(x: Any, like: Any) -> Any:
     """x in like's dtype, a new array (round to nearest even)."""
-    if isinstance(x, np.ndarray):
-        with np.errstate(over="ignore"):
-            return x.astype(like.dtype)
-    return x.to(like.dtype)
+    return x.astype(like.dtype) if isinstance(x, np.ndarray) else x.to(like.dtype)
 
 
 def like(state: Any, weight: Any) -> Any:

@@ -99,8 +99,7 @@ class Adam(Optimizer):
         An index listed twice is updated twice, in order (later occurrences go to later
         batches). Nothing changes, counts included, if a batch refuses its inputs."""
         n = len(indices)
-        master = ([_tensors.dtype_name(w) == "float16" for w in weights] if multi_precision
-                  else [False] * n)
+        master = (list(map(_tensors.is_float16, weights)) if multi_precision else [False] * n)
         w32s, means, vars_ = _split_states(indices, states, master)
         saved = self._save_progress()
         written = False
@@ -186,13 +185,16 @@ class Adam(Optimizer):
 def _split_states(indices: Sequence[Any], states: Sequence[Any], master: list[bool]
                   ) -> tuple[list, list, list]:
     """The master copies (None where there is none), means and vars of the states."""
-    if not any(master):
-        try:
-            if set(map(len, states)) == {2}:   # the usual case, at C speed: (mean, var) pairs
-                return [None] * len(states), list(map(itemgetter(0), states)), list(map(
-                    itemgetter(1), states))
-        except TypeError:
-            pass
+    first, second = itemgetter(0), itemgetter(1)
+    try:   # the usual cases, at C speed: all (mean, var), or all (weight32, (mean, var))
+        if set(map(len, states)) == {2}:
+            if not any(master):
+                return [None] * len(states), list(map(first, states)), list(map(second, states))
+            inner = list(map(second, states))
+            if all(master) and set(map(len, inner)) == {2}:
+                return list(map(first, states)), list(map(first, inner)), list(map(second, inner))
+    except TypeError:
+        pass
     w32s, means, vars_ = [], [], []
     for index, state, m in zip(indices, states, master):
         w32, mean, var = _unpack(index, state, m)

@@ -202,10 +202,10 @@ class Optimizer:
         ``multi_precision`` is on: ``(weight32, state)``. A float16 weight without it warns, as
         MXNet does."""
         _tensors.check_weight(weight)
-        if self.multi_precision and _tensors.dtype_name(weight) == "float16":
+        if self.multi_precision and _tensors.is_float16(weight):
             master = _tensors.astype_float32(weight)
             return (master, self.create_state(index, master))
-        if _tensors.dtype_name(weight) == "float16" and not self.multi_precision:
+        if _tensors.is_float16(weight) and not self.multi_precision:
             warnings.warn(_FP16, UserWarning, stacklevel=2)
         return self.create_state(index, weight)
 
