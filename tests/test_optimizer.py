@@ -266,3 +266,17 @@ def test_learning_rate_property_and_setter():
 
 def test_lr_scheduler_is_reachable_from_the_package():
     assert adamop.lr_scheduler is lr_scheduler and adamop.optimizer.create is optimizer.create
+
+
+def test_refused_grad_in_a_mixed_step_changes_nothing():
+    """float16 weights with master copies and float32 weights in one call run as two batches;
+    a bad grad for the second is refused before the first writes."""
+    u = optimizer.get_updater(optimizer.create("adam", multi_precision=True))
+    w32, w16 = np.ones(3, np.float32), np.ones(2, np.float16)
+    with pytest.raises(ValueError, match="index 1: the grad has shape"):
+        u([0, 1], [np.ones(3, np.float32), np.ones(4, np.float16)], [w32, w16])
+    assert np.array_equal(w32, np.ones(3, np.float32)) and u.optimizer.num_update == 0
+    assert u.states == {}
+    u([0, 1, 0], [np.ones(3, np.float32), np.ones(2, np.float16), np.ones(3, np.float32)],
+      [w32, w16, w32])   # three batches: 0 and 1, then 0 again
+    assert u.optimizer._index_update_count == {0: 2, 1: 1}

@@ -8,7 +8,7 @@ steps each). MXNet runs them all in one subprocess, through ``get_updater`` as G
 records every weight and state after every step; adamop replays each run and must match at every
 step, bit for bit, and end with MXNet's optimizer attributes, scheduler state, warnings and
 stored row_sparse rows. ``ADAMOP_OPT_RUNS`` (default 16) and ``ADAMOP_OPT_SEED`` change the
-batch. About 15 s (MXNet's side about 5 s).
+batch. About 10 s, most of it the two MXNet subprocesses.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import DATA
 from mxnet_oracle import run_mxnet
 from optimizer_configs import make_runs
 from optimizer_runs import replay
@@ -100,3 +101,26 @@ def test_run_matches_mxnet_with_torch_tensors(r, oracle):
     torch = pytest.importorskip("torch")
     runs, z, report = oracle
     _check(runs[r], z, report, convert=torch.from_numpy)
+
+
+def test_dev_runs_end_with_mxnet_s_pickled_optimizer():
+    """After each dev run, adamop's optimizer holds what MXNet pickled at the end of that run
+    (``<run>__states``, read by MXNet itself): every attribute, the scheduler's state and the
+    indices with states."""
+    with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    runs = json.loads(str(arrays["manifest"]))["runs"]
+    _, pickled = run_mxnet("optimizer_states.py",
+                           {k: v for k, v in arrays.items() if k.endswith("__states")})
+    assert sorted(pickled) == sorted(r["name"] for r in runs)
+    for run in runs:
+        mx = pickled[run["name"]]
+        problems, updater, _, _ = replay(run, arrays)
+        assert not problems
+        state = updater.optimizer.__getstate__()
+        assert sorted([*state, "param_dict"]) == mx["keys"]
+        assert {k: repr(v) for k, v in state.items() if k not in HIDDEN} == mx["state"], run["name"]
+        sched = state["lr_scheduler"]
+        assert (None if sched is None else {k: repr(v) for k, v in sched.__getstate__().items()}
+                ) == mx["scheduler"], run["name"]
+        assert sorted(updater.states) == mx["indices"]

@@ -20,13 +20,8 @@ from typing import Any
 from .optimizer._checks import (AssertionTypeError, AssertionValueError, check_state, integer,
                                 is_int, is_real, is_str, real)
 
-__all__ = [
-    "CosineScheduler",
-    "FactorScheduler",
-    "LRScheduler",
-    "MultiFactorScheduler",
-    "PolyScheduler",
-]
+__all__ = ["LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
+           "CosineScheduler"]
 
 _log = logging.getLogger(__name__)   # MXNet logs the factor decays with logging.info
 

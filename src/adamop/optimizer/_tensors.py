@@ -14,17 +14,8 @@ import numpy as np
 
 from ..storage import RowSparseArray
 
-__all__ = [
-    "astype_float32",
-    "cast_into",
-    "check_weight",
-    "describe",
-    "device_id",
-    "dtype_name",
-    "for_op",
-    "like",
-    "zeros_state",
-]
+__all__ = ["astype_float32", "cast_into", "check_grad", "check_weight", "describe", "device_id",
+           "dtype_name", "for_op", "is_float16", "like", "zeros_state"]
 
 
 def _is_tensor(x: Any) -> bool:
@@ -67,6 +58,27 @@ def is_float16(x: Any) -> bool:
     if type(x) is np.ndarray:   # the usual case, without a name lookup
         return x.dtype == _FLOAT16
     return dtype_name(x) == "float16"
+
+
+def _where(x: Any) -> tuple[str, str]:
+    """(library, device) of an array or a RowSparseArray."""
+    d = _dense(x)
+    if isinstance(d, np.ndarray):
+        return "numpy", "cpu"
+    return ("torch", str(d.device)) if _is_tensor(d) else (type(d).__name__, "")
+
+
+def check_grad(index: Any, grad: Any, weight: Any) -> None:
+    """A TypeError or ValueError unless ``grad`` is an array of the weight's shape, library and
+    device: what the update checks, for a batch that runs after another has written."""
+    if not (isinstance(grad, (np.ndarray, RowSparseArray)) or _is_tensor(grad)):
+        raise TypeError(f"index {index!r}: the grad must be an array, got {describe(grad)}")
+    if tuple(grad.shape) != tuple(weight.shape):
+        raise ValueError(f"index {index!r}: the grad has shape {tuple(grad.shape)} but the weight "
+                         f"{tuple(weight.shape)}; give a grad of the weight's shape")
+    if _where(grad) != _where(weight):
+        raise ValueError(f"index {index!r}: the grad is {describe(grad)} but the weight is "
+                         f"{describe(weight)}; put both in one library, on one device")
 
 
 def dtype_name(x: Any) -> str:

@@ -97,7 +97,9 @@ class Adam(Optimizer):
         ``multi_precision``), in list order, with one batched call per kind of step.
 
         An index listed twice is updated twice, in order (later occurrences go to later
-        batches). Nothing changes, counts included, if a batch refuses its inputs."""
+        batches). Nothing changes, counts included, if the inputs are refused: a single batch
+        is checked whole by the op before it writes, and where there are several, what could
+        refuse a later one (its hyperparameters, its grads) is checked before the first."""
         n = len(indices)
         master = (list(map(_tensors.is_float16, weights)) if multi_precision else [False] * n)
         w32s, means, vars_ = _split_states(indices, states, master)
@@ -105,27 +107,26 @@ class Adam(Optimizer):
         written = False
         try:
             lrs, wds = self._lrs_wds(indices)
-            waves = _waves(indices)
-            if len(waves) > 1:   # later batches must not be refused after earlier ones wrote
+            batches = [(use_master, at) for wave in _waves(indices) for use_master in (False, True)
+                       if (at := [p for p in wave if master[p] == use_master])]
+            if len(batches) > 1:   # later batches must not be refused after earlier ones wrote
                 _check_finite(indices, lrs, wds)
+                for index, grad, weight in zip(indices, grads, weights):
+                    _tensors.check_grad(index, grad, weight)
             hyper = {"beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon,
                      "rescale_grad": self.rescale_grad, "lazy_update": self.lazy_update}
             if self.clip_gradient:   # None and 0 mean no clipping here (the op clips at >= 0)
                 hyper["clip_gradient"] = self.clip_gradient
-            for wave in waves:
-                for use_master in (False, True):
-                    at = [p for p in wave if master[p] == use_master]
-                    if not at:
-                        continue
-                    pick = _picker(at, n)
-                    lr, wd = _one_or_each(pick(lrs)), _one_or_each(pick(wds))
-                    if use_master:
-                        mp_adam_steps(pick(weights), pick(grads), pick(w32s), pick(means),
-                                      pick(vars_), lr=lr, wd=wd, hyper=hyper)
-                    else:
-                        adam_steps(pick(weights), pick(grads), pick(means), pick(vars_), lr=lr,
-                                   wd=wd, hyper=hyper)
-                    written = True
+            for use_master, at in batches:
+                pick = _picker(at, n)
+                lr, wd = _one_or_each(pick(lrs)), _one_or_each(pick(wds))
+                if use_master:
+                    mp_adam_steps(pick(weights), pick(grads), pick(w32s), pick(means),
+                                  pick(vars_), lr=lr, wd=wd, hyper=hyper)
+                else:
+                    adam_steps(pick(weights), pick(grads), pick(means), pick(vars_), lr=lr,
+                               wd=wd, hyper=hyper)
+                written = True
         except BaseException:
             if not written:
                 self._restore_progress(saved)
