@@ -16,7 +16,8 @@ from optimizer_runs import replay
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA device: torch.cuda.is_available() is False")]
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device: torch.cuda.is_available() is False")]
 
 with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
     ARRAYS = {k: _z[k] for k in _z.files}

@@ -26,7 +26,8 @@ def main(src, dst):
                 "state": {k: repr(v) for k, v in vars(opt).items()
                           if k not in ("param_dict", "sym_info", "lr_scheduler")},
                 "keys": sorted(vars(opt)),
-                "scheduler": None if sched is None else {k: repr(v) for k, v in vars(sched).items()},
+                "scheduler": (None if sched is None
+                              else {k: repr(v) for k, v in vars(sched).items()}),
                 "indices": sorted(states)}
     np.savez(dst, __meta__=np.array(json.dumps(out)))
 
