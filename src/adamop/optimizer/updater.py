@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _tensors
 from .base import Optimizer
 
@@ -106,9 +108,12 @@ def get_updater(optimizer: Optimizer) -> Updater:
 
 
 def _key(index: Any) -> Any:
-    """A hashable index (bytes decoded to str, as MXNet's ``py_str``)."""
+    """A hashable index: bytes decoded to str, as MXNet's ``py_str``; a NumPy integer as the
+    Python int it equals (the same dict key, and a plain value in ``.states`` pickles)."""
     if isinstance(index, bytes):
         return index.decode("utf-8")
+    if isinstance(index, np.integer):
+        return int(index)
     try:
         hash(index)
     except TypeError:
