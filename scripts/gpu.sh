@@ -10,7 +10,7 @@ OUT=${OUT:-benchmarks/gpu}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"   # no install: use the checkout as it is
 "$PYTHON" -c 'import torch, triton; assert torch.cuda.is_available(), "no CUDA device"'
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$PYTHON" -m pytest -q -rs -m gpu tests/test_gpu.py tests/test_optimizer_gpu.py
+"$PYTHON" -m pytest -q -rs -m gpu tests/test_gpu.py
 mkdir -p "$OUT"
 plot=()
 "$PYTHON" -c 'import matplotlib' 2>/dev/null && plot=(--plot "$OUT/dense_gbps.png")
