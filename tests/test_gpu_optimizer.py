@@ -1,7 +1,7 @@
 """The dev runs of ``data/optimizer_dev.npz`` replayed with torch CUDA tensors (weights, grads,
 row_sparse arrays and the states the optimizer creates on the device), bit for bit after every
-step. Skips (with the reason) where torch sees no CUDA device; ``bash scripts/gpu.sh`` runs the
-GPU tests on a machine with one. About 5 s on a GPU.
+step. Skips (with the reason) where torch sees no CUDA device; on a machine with one,
+``GPU_TESTS=tests/test_gpu_optimizer.py bash scripts/gpu.sh`` runs it. About 5 s on a GPU.
 """
 from __future__ import annotations
 
