@@ -12,6 +12,8 @@ the masters, ``cast`` back), plus a whole ``Updater`` step with ``multi_precisio
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 import adamop
@@ -19,7 +21,7 @@ from adamop import optimizer
 from adamop.optimizer._steps import mp_adam_steps
 
 from .cases import LR, Case
-from .peers import ADAMOP, LIMIT, CheckFailed, Runner, _same
+from .peers import ADAMOP, LIMIT, CheckFailed, Runner, _limit, _same
 
 CHECKED = 8   # tensors whose first step is compared bit for bit before timing (on copies)
 
@@ -27,23 +29,12 @@ CHECKED = 8   # tensors whose first step is compared bit for bit before timing (
 def build(case: Case, rng: np.random.Generator) -> tuple[list[Runner], list[tuple[str, str]]]:
     """The runners of an ``updater`` or ``mp`` case (checked), and the skipped ones."""
     runners, skipped = [], []
-    try:
-        runners.append(_limit(case))
+    try:   # float32 arrays of the case's elements: 28 bytes each, as both cases count them
+        runners.append(_limit(replace(case, kind="multi", dtype="float32"), {}))
     except ImportError as exc:
         skipped.append((LIMIT, f"needs numba ({exc})"))
     runners += (_updater if case.kind == "updater" else _multi_precision)(case, rng)
     return runners, skipped
-
-
-def _limit(case: Case) -> Runner:
-    """The trivial kernel moving 28 bytes per element: read 4 float32 arrays, write 3."""
-    from adamop.backends import numba_kernels
-    w, g, m, v = (np.ones(case.elements, np.float32) for _ in range(4))
-
-    def step():
-        numba_kernels.limit(w, g, m, v)
-    step()   # compiles
-    return Runner(LIMIT, "limit", step, case.bytes)
 
 
 def _tensors(case: Case, rng: np.random.Generator, dtype: str) -> tuple[list, list]:
