@@ -251,4 +251,4 @@ def test_bad_option_combinations(capsys):
     assert bench.main(["--reps", "-1"]) == 2
     assert "--reps must be positive, got -1" in capsys.readouterr().err
     assert bench.main(["--case-index", "99", "--outcome-file", "x", "--quick"]) == 2
-    assert "--case-index needs an --outcome-file and a number below 11" in capsys.readouterr().err
+    assert "--case-index needs an --outcome-file and a number below 13" in capsys.readouterr().err

@@ -13,6 +13,8 @@ kernels already compiled; compiling them is paid once by the whole suite.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,18 +251,17 @@ BAD_HYPER = {
            "-inf", b"0.1", np.array([0.1, 0.2])],
     "beta1": ["nan", float("-inf"), "0.9x", "1e-39", object()],
     "epsilon": [float("nan"), "inf", "--1"],
-    "wd": ["3.5e38", " ", "0x10"],
+    "wd": ["3.5e38", "1 ", "0x10"],   # (a bare " " parses as 0 in MXNet, as here)
     "rescale_grad": [float("inf"), "1,5"],
     "clip_gradient": [float("nan"), "1e99"],
     "lazy_update": ["maybe", 2, "yes", 1.0, " true", [True]],
 }
-# Invalid inputs this file leaves to the tests of the validation core: np.matrix, zero-stride or
-# expand()ed written arrays, read-only NumPy memory behind torch.from_numpy, backend=[...].
 CORRUPTIONS = ("dtype_int", "dtype_other_float", "dtype_complex", "dtype_bool", "not_an_array",
                "other_library", "extra_row", "extra_axis", "mean_is_var", "overlapping_states",
                "out_overlaps_weight", "grad_is_mean", "read_only", "bad_hyper", "unknown_keyword",
                "duplicate_rows", "weight_missing_rows", "mixed_state_storage",
-               "row_sparse_shape", "no_such_backend")
+               "row_sparse_shape", "no_such_backend", "backend_not_a_name", "numpy_subclass",
+               "zero_stride_written", "read_only_mapping")
 
 
 def _other_lib(b: Built, values: np.ndarray, lib: str) -> Any:
@@ -325,6 +326,32 @@ def corrupt(b: Built, r: dict, kind: str, data) -> dict:
         return {data.draw(st.sampled_from(["learning_rate", "momentum", "outs", "eps"])): 0.1}
     elif kind == "no_such_backend":
         return {"backend": "no_such_backend"}
+    elif kind == "backend_not_a_name":
+        return {"backend": data.draw(st.sampled_from([["numpy"], ("numba",), 1, b"numpy"]))}
+    elif kind == "numpy_subclass":        # np.matrix keeps 2-D, a masked array its mask
+        assume(lib == "numpy")
+        sub = data.draw(st.sampled_from(["matrix", "masked"]), label="subclass")
+        x = fresh(values.copy())
+        a[name] = np.ma.masked_array(x) if sub == "masked" else (
+            np.asmatrix(x) if x.ndim == 2 else np.asmatrix(x.reshape(1, -1)))
+    elif kind == "zero_stride_written":   # several elements at one address: updates collapse
+        assume(values.size >= 2)
+        target = data.draw(st.sampled_from(["mean", "var", "out"]), label="written")
+        one = fresh(values.reshape(-1)[:1].copy())
+        if lib == "numpy":
+            a[target] = np.lib.stride_tricks.as_strided(one, shape, (0,) * len(shape))
+        else:
+            a[target] = one.reshape((1,) * len(shape)).expand(shape)
+        for other in ("weight", "grad", "mean", "var"):   # dense, so no storage error comes first
+            if isinstance(a[other], RowSparseArray):
+                a[other] = fresh(r["values"][other].copy())
+    elif kind == "read_only_mapping":     # a read-only file mapping behind torch.from_numpy
+        assume(lib == "torch" and values.size >= 1)
+        target = data.draw(st.sampled_from(["mean", "var", "out"]), label="mapped")
+        a[target] = _read_only_mapping(values)
+        for other in ("weight", "grad", "mean", "var"):
+            if isinstance(a[other], RowSparseArray):
+                a[other] = fresh(r["values"][other].copy())
     else:   # row_sparse storages
         assume(shape and shape[0] >= 1)
         n = shape[0]
@@ -340,6 +367,20 @@ def corrupt(b: Built, r: dict, kind: str, data) -> dict:
         else:
             a["grad"] = _row_sparse(lib, np.concatenate([r["values"]["grad"]] * 2), [0], "c", b)
     return {}
+
+
+def _read_only_mapping(values: np.ndarray) -> Any:
+    """A tensor over ``values`` in a file mapped read-only (a write there would kill the
+    process; torch only warns when it wraps such an array)."""
+    import tempfile
+    f = tempfile.NamedTemporaryFile(suffix=".npy", delete=False)
+    f.close()
+    np.save(f.name, np.ascontiguousarray(values))
+    mapped = np.load(f.name, mmap_mode="r")
+    os.unlink(f.name)                    # the mapping stays valid until it is dropped
+    with warnings.catch_warnings():      # torch warns that the array is not writeable
+        warnings.simplefilter("ignore")
+        return torch.from_numpy(np.asarray(mapped))
 
 
 def _state(b: Built) -> list:

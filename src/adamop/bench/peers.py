@@ -120,6 +120,9 @@ def _adamop_backends() -> list[str]:
 def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: int = 1 << 22,
           ) -> tuple[list[Runner], list[tuple[str, str]]]:
     """The runners for ``case`` (checked) and the skipped ones with reasons."""
+    if case.kind in ("updater", "mp"):
+        from . import optimizer_cases
+        return optimizer_cases.build(case, rng)
     data = _data(case, rng)
     runners: list[Runner] = []
     skipped: list[tuple[str, str]] = []
