@@ -142,6 +142,10 @@ def as_library(x: Any, lib: str) -> Any:
         return numpy_view(x)
     if isinstance(x, np.ndarray):
         import torch
+        if any(st < 0 for st in x.strides):
+            raise ValueError(f"a backend that computes on torch tensors cannot view a NumPy array "
+                             f"with negative strides {x.strides} (torch has none); pass "
+                             f"numpy.ascontiguousarray(x), or use a NumPy backend")
         return torch.from_numpy(x)
     return x
 

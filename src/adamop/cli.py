@@ -93,7 +93,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import load_cases, run_check
+    from .selfcheck import load_cases, run_check
     cases, arrays = load_cases()
     progress = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else None
     report = run_check(args.backend, devices=_devices(), cases=cases, arrays=arrays,

@@ -163,17 +163,19 @@ def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Seq
     """
     chosen = {dev: dispatch.select(dev, backend)
               for dev in dict.fromkeys(map(_device_type, plan.devices))}
+    # every update's arrays as its backend takes them, before anything is written
+    converted = [tuple(_arrays.as_library(a, chosen[_device_type(u.device)][0].array_library)
+                       for a in u.arrays) for u in plan.updates]
     for batch in plan.batches:
         module = chosen[_device_type(batch.device)][1]
         module.adam_dense_batch(batch, _scalars_for(params, batch.dtype, batch.tasks.tolist()),
                                 batch.rule)
-    for u in plan.updates:
-        spec, module = chosen[_device_type(u.device)]
+    for u, arrays in zip(plan.updates, converted):
+        module = chosen[_device_type(u.device)][1]
         p = params if isinstance(params, OpParams) else params[u.task]
         s = p.scalars(u.dtype)
         for step in u.before:
             step()
-        arrays = tuple(_arrays.as_library(a, spec.array_library) for a in u.arrays)
         if u.rule.rows == "every":
             module.adam_dense(*arrays, s, u.rule)
         else:
