@@ -187,7 +187,6 @@ def test_row_strides(tb, view, strides) -> None:
 # ---- the child: TRITON_INTERPRET=1 -------------------------------------------------------------
 def _run_all() -> dict[str, Any]:
     import torch
-    import triton
 
     import adamop
     from adamop import RowSparseArray, reference

@@ -124,7 +124,8 @@ def make_functions(op: OpDef, planner: Planner) -> tuple[Callable[..., Any], Cal
 
 adam_update, adam_update_multi = make_functions(ADAM_UPDATE, Planner(ADAM_UPDATE))
 adam_update.__module__ = adam_update_multi.__module__ = __name__
-adam_update.__doc__ = r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``mean`` and ``var`` change in place.
+adam_update.__doc__ = r"""\
+    One Adam step with MXNet 1.9.1's exact arithmetic; mean and var change in place.
 
     .. math::
 
@@ -159,7 +160,8 @@ adam_update.__doc__ = r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``m
         >>> m   # (1 - 0.9f) * 0.5 in float32, as MXNet 1.9.1 prints it
         array([0.05000001, 0.05000001, 0.05000001], dtype=float32)
     """
-adam_update_multi.__doc__ = """:func:`adam_update` over many parameters at once, in as few backend calls as possible.
+adam_update_multi.__doc__ = """\
+    :func:`adam_update` over many parameters, in as few backend calls as possible.
 
     Each hyperparameter is one value for all tensors or a list with one value per tensor. Every
     update is validated before any array is written. Returns the list of new weights. Repeated

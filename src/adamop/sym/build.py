@@ -177,7 +177,8 @@ def make_builder(op: OpDef) -> Callable[..., Symbol]:
 
 adam_update = make_builder(ADAM_UPDATE)
 adam_update.__module__ = __name__
-adam_update.__doc__ = """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
+adam_update.__doc__ = """\
+    An ``adam_update`` node (what ``mx.sym.adam_update`` should build: mxnet#5045).
 
     Only the parameters given are stored, as ``str(value)``; ``__key__`` keywords and ``attr``
     entries are stored on the node and ignored by the op. ``name`` defaults to
