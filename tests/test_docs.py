@@ -10,7 +10,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-DOCTEST_MODULES = ["adamop.api", "adamop.storage", "adamop.sparse", "adamop.params",
+DOCTEST_MODULES = ["adamop.api", "adamop.storage", "adamop.sparse",
                    "adamop.optimizer", "adamop.optimizer.adam", "adamop.optimizer.updater",
                    "adamop.lr_scheduler", "adamop.sym.build"]
 

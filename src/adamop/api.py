@@ -14,10 +14,12 @@ from typing import Any, Callable, Sequence
 from . import _arrays
 from .ops import OpDef
 from .ops.adam import ADAM_UPDATE
+from .ops.mp_adam import MP_ADAM_UPDATE
 from .params import OpParams
 from .planner import Planner
 
-__all__ = ["adam_update", "adam_update_multi", "make_functions"]
+__all__ = ["adam_update", "adam_update_multi", "mp_adam_update", "mp_adam_update_multi",
+           "make_functions"]
 
 _EXTRA = ("out", "backend")
 
@@ -177,3 +179,30 @@ adam_update_multi.__doc__ = """\
         >>> ws[1]   # MXNet 1.9.1 gives the same for a float64 weight and lr=0.2
         array([0.36754044, 0.36754044, 0.36754044])
     """
+
+
+mp_adam_update, mp_adam_update_multi = make_functions(MP_ADAM_UPDATE, Planner(MP_ADAM_UPDATE))
+mp_adam_update.__module__ = mp_adam_update_multi.__module__ = __name__
+mp_adam_update.__doc__ = """\
+    MXNet's multi-precision Adam step on a float16 weight, fused: bit for bit the three
+    operations of ``mx.optimizer.Adam(multi_precision=True)``.
+
+    ``weight32`` (the float32 master copy), ``mean`` and ``var`` (float32) are updated in place
+    with the grad (float16 or float32) widened to float32, exactly as :func:`adam_update` on the
+    master copy; the new weight is the master copy rounded to float16 (nearest even), returned
+    (in ``out`` when given: ``out=weight`` is the usual call). One pass over memory instead of
+    three. Dense arrays only.
+
+    Examples:
+        >>> import numpy as np, adamop
+        >>> w32 = np.array([1.0, -2.0], np.float32)
+        >>> w, g = w32.astype(np.float16), np.array([0.5, 0.25], np.float16)
+        >>> m, v = np.zeros(2, np.float32), np.zeros(2, np.float32)
+        >>> adamop.mp_adam_update(w, g, m, v, w32, lr=0.1, out=w)
+        array([ 0.6836, -2.316 ], dtype=float16)
+        >>> w32   # the master copy, as adam_update would leave it
+        array([ 0.6837703, -2.3162293], dtype=float32)
+    """
+mp_adam_update_multi.__doc__ = """\
+    :func:`mp_adam_update` over many parameters, in as few backend calls as possible (each
+    hyperparameter one value for all or a list with one per tensor)."""

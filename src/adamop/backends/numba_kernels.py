@@ -181,6 +181,37 @@ def dense_multi(addr, items, rows, sc, clip, square_first, like):
 
 
 @njit(**_INLINE)
+def _mp_range(w32, g, m, v, w16, lo, hi, sc, clip, square_first):
+    """The multi-precision update of elements [lo, hi): the float32 master copy ``w32``, mean
+    and var as in ``_dense_range`` (the grad widened from its own dtype), then the new master
+    rounded to float16 (nearest even) into ``w16`` (its bits)."""
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        wi = w32[i]
+        gi = _prologue(_ld(g, i), wi, sc, w32)
+        wn, mn, vn = _tail(wi, gi, m[i], v[i], sc, clip, square_first, w32)
+        m[i] = mn
+        v[i] = vn
+        w32[i] = wn
+        _st(w16, i, wn)
+
+
+@njit(**_JIT)
+def mp_multi(addr, items, rows, sc, clip, square_first, glike):
+    """``dense_multi`` for the multi-precision op: ``addr[t]`` holds task t's float16 weight,
+    grad (of ``glike``'s dtype), float32 mean, var and master copy, and float16 out. The float16
+    weight is only validated, never read: the master copy is what is updated."""
+    f32 = np.empty(0, np.float32)
+    f16 = np.empty(0, np.uint16)
+    for k in prange(items.shape[0]):
+        t, lo, hi = items[k, 0], items[k, 1], items[k, 2]
+        row = rows[t]
+        _mp_range(carray(_pointer(addr[t, 4], f32), hi), carray(_pointer(addr[t, 1], glike), hi),
+                  carray(_pointer(addr[t, 2], f32), hi), carray(_pointer(addr[t, 3], f32), hi),
+                  carray(_pointer(addr[t, 5], f16), hi), lo, hi, sc[row], clip[row] != 0,
+                  square_first[row] != 0)
+
+
+@njit(**_INLINE)
 def _row(w, gd, m, v, out, r, k, n, sc, clip, square_first):
     """Row r of the table with grad row k (k < 0: no grad row, ``g = w*wd``). Indexing the 2-D
     arrays with unsigned column indices (no row views, no wraparound) lets LLVM vectorise."""

@@ -129,7 +129,7 @@ class Executor:
         self._buffers: dict[tuple[int, int], Any] = {}
         env = self._env(self.arg_dict, self.aux_dict)
         for n in self._ops:
-            validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+            validate.validate(n.op, 0, [env[_key(e)] for e in n.inputs], n.params,
                               prefix=f"{n.name}.")
             self._buffers[(id(n), 0)] = env[(id(n), 0)] = _zeros_output(env[_key(n.inputs[0])])
         self._columns = self._make_columns(env)
@@ -177,7 +177,7 @@ class Executor:
         if args is not None:   # a replacement: the new binding must validate as a whole
             env = self._env(args, aux)
             for n in self._ops:
-                validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+                validate.validate(n.op, 0, [env[_key(e)] for e in n.inputs], n.params,
                                   self._buffers[(id(n), 0)], prefix=f"{n.name}.")
             columns, outputs = self._make_columns(env), [env[_key(e)] for e in self._heads]
         else:
