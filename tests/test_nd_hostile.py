@@ -125,7 +125,7 @@ def test_refused(data, match):
 def test_refused_file_names_the_path(tmp_path):
     path = tmp_path / "broken.params"
     path.write_bytes(GOOD[:-3])
-    with pytest.raises(ValueError, match=rf"^{path}: truncated: the length of name 2 needs 8 bytes"):
+    with pytest.raises(ValueError, match=rf"^{path}: truncated: the length of name 2 needs 8"):
         nd.load(path)
 
 

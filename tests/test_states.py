@@ -130,7 +130,7 @@ def test_states_as_mxnet_restored_them(name, classes):
 
 def test_unresolved_and_other_optimizers(classes, tmp_path):
     raw = (DEV / "gluon_fp32.states").read_bytes()
-    saved, opt = states.loads(raw, resolve=False)
+    _saved, opt = states.loads(raw, resolve=False)
     assert isinstance(opt, states.MXNetObject) and opt.mxnet_class.endswith(".Adam")
     assert opt.state["lr_scheduler"].mxnet_class == "mxnet.lr_scheduler.FactorScheduler"
     sgd = type("SGD", (_Attrs,), {"mxnet_class": "mxnet.optimizer.optimizer.SGD"})()
@@ -200,8 +200,10 @@ def _attacks(marker: str) -> list:
     nd_global = b"cmxnet.ndarray.ndarray\nNDArray\n"
     return [
         ("os.system", _reduce(os.system, (cmd,)), r"refused global 'posix.system'"),
-        ("eval", _reduce(eval, (f"open({marker!r}, 'w')",)), r"refused global '(__builtin__|builtins).eval'"),
-        ("exec", _reduce(exec, (f"open({marker!r}, 'w')",)), r"refused global '(__builtin__|builtins).exec'"),
+        ("eval", _reduce(eval, (f"open({marker!r}, 'w')",)),
+         r"refused global '(__builtin__|builtins).eval'"),
+        ("exec", _reduce(exec, (f"open({marker!r}, 'w')",)),
+         r"refused global '(__builtin__|builtins).exec'"),
         ("getattr", b"\x80\x02cbuiltins\ngetattr\ncos\nsystem\n\x86R.",
          r"refused global 'builtins.getattr'"),
         ("subprocess", b"\x80\x02csubprocess\nPopen\n]X\x05\x00\x00\x00touch\x85R.",
@@ -218,12 +220,13 @@ def _attacks(marker: str) -> list:
          r"refused global 'os.system'"),
         ("ndarray-args", b"\x80\x02" + nd_global + b"K\x01K\x02\x86R.",
          r"calls mxnet.ndarray.ndarray.NDArray with \(1, 2\); MXNet pickles it with \(None,\)"),
-        ("adam-args", b"\x80\x02cmxnet.optimizer.optimizer\nAdam\nG?\xb9\x99\x99\x99\x99\x99"
-                      b"\x9a\x85R.", r"calls mxnet.optimizer.optimizer.Adam with \(0.1,\)"),
+        ("adam-args", (b"\x80\x02cmxnet.optimizer.optimizer\nAdam\nG?\xb9\x99\x99\x99\x99\x99"
+                       b"\x9a\x85R."), r"calls mxnet.optimizer.optimizer.Adam with \(0.1,\)"),
         ("bytearray-size", b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x7f\x85R.",
          r"calls builtins.bytearray with \(2130706432,\)"),
-        ("reconstructor-os", b"\x80\x02ccopyreg\n_reconstructor\ncmxnet.lr_scheduler\n"
-                             b"PolyScheduler\ncos\nsystem\nN\x87R.", r"refused global 'os.system'"),
+        ("reconstructor-os", (b"\x80\x02ccopyreg\n_reconstructor\ncmxnet.lr_scheduler\n"
+                              b"PolyScheduler\ncos\nsystem\nN\x87R."),
+         r"refused global 'os.system'"),
         ("build-class", b"\x80\x02" + nd_global + b"}b.", r"not a valid .states pickle"),
         ("build-twice", b"\x80\x02" + nd_global + b"N\x85R}b}b.",
          r"builds one mxnet.ndarray.ndarray.NDArray twice"),

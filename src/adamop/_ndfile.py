@@ -11,7 +11,8 @@ import dataclasses
 import os
 import secrets
 import struct
-from typing import Any, BinaryIO, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -83,8 +84,9 @@ class Reader:
     """Bounded little-endian reads from a file object or a buffer; errors name the source."""
 
     def __init__(self, source: str, *, buffer: Any = None, file: BinaryIO | None = None,
-                 size: int = 0):
+                 size: int = 0, headers_only: bool = False):
         self.source, self.file, self.pos = source, file, 0
+        self.headers_only = headers_only   # values are skipped: stand-ins without memory
         self.view = memoryview(buffer).cast("B") if buffer is not None else None
         self.size = len(self.view) if self.view is not None else size
         self.where = ""           # the record being read, for messages
@@ -108,7 +110,7 @@ class Reader:
         else:
             out = self.file.read(n)
             if len(out) != n:
-                raise self.error(f"the file ended early (it changed while being read?)")
+                raise self.error("the file ended early (it changed while being read?)")
         self.pos += n
         return out
 
@@ -119,6 +121,11 @@ class Reader:
         """A new, aligned, writable 1-D array of ``count`` items read from the input."""
         nbytes = count * dtype.itemsize
         self.need(nbytes, what)     # before allocating: never more than the input holds
+        if self.headers_only:
+            if self.file is not None:
+                self.file.seek(nbytes, os.SEEK_CUR)
+            self.pos += nbytes
+            return np.broadcast_to(np.zeros((), dtype), (count,))
         out = np.empty(nbytes, np.uint8)
         if self.view is not None:
             out[:] = np.frombuffer(self.view, np.uint8, nbytes, self.pos)
@@ -345,8 +352,8 @@ def write_file(write: Callable[[Any], Any], records: Sequence[Record],
         write(struct.pack("<Q", len(raw)) + raw)
 
 
-def atomic_write(path: str | os.PathLike, fill: Callable[[Callable[[Any], Any]], None]) -> None:
-    """Write a file through ``fill(write)`` into a temporary file beside it, then rename it over
+def atomic_write(path: str | os.PathLike, fill: Callable[[BinaryIO], Any]) -> None:
+    """Write a file through ``fill(f)`` into a temporary file beside it, then rename it over
     ``path``: a failure at any point leaves an existing file as it was and no temporary behind."""
     path = os.fspath(path)
     folder, base = os.path.split(os.path.abspath(path))
@@ -360,7 +367,7 @@ def atomic_write(path: str | os.PathLike, fill: Callable[[Callable[[Any], Any]],
             continue
     try:
         with os.fdopen(fd, "wb") as f:
-            fill(f.write)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         if os.path.isfile(path):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Union
+import warnings
+from collections.abc import Mapping
+from typing import Any, Union
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from . import _arrays
 from . import _ndfile as F
 from .storage import RowSparseArray
 
-__all__ = ["load", "load_frombuffer", "save", "save_tobuffer", "NDArrayDict", "NDArrayList"]
+__all__ = ["NDArrayDict", "NDArrayList", "load", "load_frombuffer", "save", "save_tobuffer"]
 
 _FLAG_OF = {"<f4": 0, "<f8": 1, "<f2": 2, "|u1": 3, "<i4": 4, "|i1": 5, "<i8": 6, "|b1": 7,
             "<i2": 8, "<u2": 9, "<u4": 10, "<u8": 11}
@@ -131,14 +133,17 @@ def to_value(rec: F.Record, where: str, as_torch: bool = False) -> Any:
     check_csr(indptr, indices, rec.shape, where)
     if as_torch:
         import torch
-        return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices),
-                                       _torch_dense(rec.data, rec.flag), rec.shape,
-                                       check_invariants=False)   # check_csr checked them
+        with warnings.catch_warnings():      # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices),
+                                           _torch_dense(rec.data, rec.flag), rec.shape,
+                                           check_invariants=False)   # check_csr checked them
     try:
         import scipy.sparse
     except ImportError:
         raise ImportError(f"{where} is a csr matrix, which loads as a scipy.sparse.csr_matrix: "
-                          f"install scipy (pip install scipy), or load with as_torch=True") from None
+                          f"install scipy (pip install scipy), or load with as_torch=True"
+                          ) from None
     return scipy.sparse.csr_matrix((rec.data, indices, indptr), shape=rec.shape)
 
 
@@ -183,7 +188,7 @@ def save(path: str | os.PathLike, data: Any, *, np_shape: bool | None = None) ->
             array under np-shape), or a malformed sparse array.
     """
     records, names = _prepare(data, np_shape)
-    F.atomic_write(path, lambda write: F.write_file(write, records, names))
+    F.atomic_write(path, lambda f: F.write_file(f.write, records, names))
 
 
 def save_tobuffer(data: Any, *, np_shape: bool | None = None) -> bytes:

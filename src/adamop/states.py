@@ -14,42 +14,18 @@ import copyreg
 import io
 import os
 import pickle
-import pickletools
+import warnings
 from typing import Any
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, nd
 from . import _ndfile as F
-from . import nd
+from . import _unpickle as U
 from .storage import RowSparseArray
 
-__all__ = ["loads", "dumps", "load", "save", "MXNetObject"]
+__all__ = ["MXNetObject", "dumps", "load", "loads", "save"]
 
-_NDARRAY = "mxnet.ndarray.ndarray.NDArray"
-_ROW_SPARSE = "mxnet.ndarray.sparse.RowSparseNDArray"
-_ADAM = "mxnet.optimizer.optimizer.Adam"
-_OPTIMIZERS = ("AdaDelta", "AdaGrad", "Adam", "Adamax", "DCASGD", "FTML", "Ftrl", "LAMB", "LARS",
-               "LBSGD", "NAG", "Nadam", "RMSProp", "SGD", "SGLD", "Signum", "Test", "ccSGD")
-_SCHEDULERS = ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
-               "CosineScheduler")
-# global name in a file -> the MXNet 1.9.1 class it resolves to (aliases MXNet 1.9.1 resolves too)
-_CLASSES = {_NDARRAY: _NDARRAY, "mxnet.ndarray.NDArray": _NDARRAY, _ROW_SPARSE: _ROW_SPARSE,
-            "mxnet.optimizer.contrib.GroupAdaGrad": "mxnet.optimizer.contrib.GroupAdaGrad"}
-_CLASSES.update({f"{m}.{n}": f"mxnet.optimizer.optimizer.{n}" for n in _OPTIMIZERS
-                 for m in ("mxnet.optimizer.optimizer", "mxnet.optimizer")})
-_CLASSES.update({f"mxnet.lr_scheduler.{n}": f"mxnet.lr_scheduler.{n}" for n in _SCHEDULERS})
-
-# Opcodes that build plain data (protocols 0-5), plus GLOBAL/STACK_GLOBAL (through find_class),
-# REDUCE/NEWOBJ (only ever on the stand-ins) and BUILD. Refused: INST, OBJ, NEWOBJ_EX, EXT1/2/4,
-# PERSID, BINPERSID, NEXT_BUFFER, READONLY_BUFFER: MXNet never writes them.
-_OPCODES = frozenset("""PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT
-    BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT STRING BINSTRING SHORT_BINSTRING UNICODE
-    BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8
-    EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT DICT SETITEM
-    SETITEMS EMPTY_SET ADDITEMS FROZENSET GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE
-    GLOBAL STACK_GLOBAL REDUCE NEWOBJ BUILD""".split())
-_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
 _MAX_DEPTH = 64          # MXNet's states nest 5 deep at most
 _PLAIN = (str, int, float, bool, type(None), bytes)
 
@@ -64,141 +40,6 @@ class MXNetObject:
 
     def __repr__(self) -> str:
         return f"MXNetObject({self.mxnet_class!r}, {len(self.state)} attributes)"
-
-
-class _Refused(ValueError):
-    pass
-
-
-# ---- reading ----------------------------------------------------------------------------------
-class _StandIn:
-    """What a global of the file resolves to: a class that records, never runs, what the file
-    asks of it. REDUCE/NEWOBJ may call it only with MXNet's arguments, BUILD only once."""
-    __slots__ = ("state",)
-    mxnet_class = ""
-    reduce_args: tuple = ()
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_StandIn":
-        if args != cls.reduce_args or kwargs:
-            raise _Refused(f"the file calls {cls.mxnet_class} with {args!r}; MXNet pickles it "
-                           f"with {cls.reduce_args!r}")
-        self = object.__new__(cls)
-        self.state = None
-        return self
-
-    def __setstate__(self, state: Any) -> None:
-        if self.state is not None:
-            raise _Refused(f"the file builds one {self.mxnet_class} twice")
-        self.state = state
-
-
-class _ByteArray:
-    """``builtins.bytearray`` as MXNet's pickles call it: from bytes (protocol 3+), from a latin-1
-    str (protocols 0-2) or empty; never ``bytearray(n)``, which would allocate n bytes."""
-    __slots__ = ()
-
-    def __new__(cls, *args: Any) -> bytearray:   # type: ignore[misc]
-        if not args:
-            return bytearray()
-        if len(args) == 1 and isinstance(args[0], bytes):
-            return bytearray(args[0])
-        if len(args) == 2 and isinstance(args[0], str) and args[1] == "latin-1":
-            return bytearray(args[0], "latin-1")
-        raise _Refused(f"the file calls builtins.bytearray with {args!r:.80}; MXNet pickles it "
-                       f"with bytes")
-
-    def __setstate__(self, state: Any) -> None:
-        raise _Refused("the file builds builtins.bytearray")
-
-
-class _Encode(_ByteArray):
-    """``_codecs.encode(str, 'latin1')``: how protocols 0-2 pickle bytes on Python 3."""
-    __slots__ = ()
-
-    def __new__(cls, *args: Any) -> bytes:   # type: ignore[misc]
-        if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
-            return args[0].encode("latin-1")
-        raise _Refused(f"the file calls _codecs.encode with {args!r:.80}; pickles call it "
-                       f"with (str, 'latin1')")
-
-
-class _Object(_ByteArray):
-    """``builtins.object``: only an argument of ``_reconstructor``, never called."""
-    __slots__ = ()
-
-    def __new__(cls, *args: Any) -> Any:
-        raise _Refused("the file calls builtins.object")
-
-
-class _Reconstructor(_ByteArray):
-    """``copyreg._reconstructor(cls, object, None)``: how protocols 0-1 (Python 2's default)
-    pickle an MXNet optimizer or scheduler; only for those classes and exactly those arguments."""
-    __slots__ = ()
-
-    def __new__(cls, *args: Any) -> Any:
-        if len(args) == 3 and isinstance(args[0], type) and issubclass(args[0], _StandIn) \
-                and args[0].reduce_args == () and args[1] is _Object and args[2] is None:
-            return args[0]()
-        raise _Refused(f"the file calls copyreg._reconstructor with {args!r:.80}; pickles call "
-                       f"it with (an MXNet optimizer or scheduler class, object, None)")
-
-
-# globals of protocols 0-2 (Python 3 names and, as Python 2 and fix_imports write them, Python 2's)
-_HELPERS = {"builtins.bytearray": _ByteArray, "__builtin__.bytearray": _ByteArray,
-            "_codecs.encode": _Encode, "builtins.object": _Object, "__builtin__.object": _Object,
-            "copyreg._reconstructor": _Reconstructor, "copy_reg._reconstructor": _Reconstructor}
-
-
-_STAND_INS: dict[str, type] = {}
-
-
-def _stand_in(mxnet_class: str) -> type:
-    if mxnet_class not in _STAND_INS:
-        ndarray = mxnet_class in (_NDARRAY, _ROW_SPARSE)
-        _STAND_INS[mxnet_class] = type(mxnet_class.rsplit(".", 1)[1], (_StandIn,), {
-            "__slots__": (), "mxnet_class": mxnet_class,
-            "reduce_args": (None,) if ndarray else ()})
-    return _STAND_INS[mxnet_class]
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> type:
-        dotted = f"{module}.{name}"
-        if dotted in _HELPERS:
-            return _HELPERS[dotted]
-        if dotted in _CLASSES:
-            return _stand_in(_CLASSES[dotted])
-        raise _Refused(f"refused global {dotted!r}: a .states file may only name "
-                       f"MXNet's NDArray classes, optimizers and lr_scheduler classes, and "
-                       f"builtins.bytearray (and the helpers of pickle protocols 0-2)")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _Refused("refused a persistent id: MXNet's .states files have none")
-
-
-def _check_opcodes(data: bytes) -> None:
-    """Refuse, before unpickling, opcodes outside MXNet's repertoire, memo indices a real pickle
-    cannot have (the C unpickler would allocate a memo table that large), ints beyond 64 bits and
-    bytes after the end."""
-    puts, end = 0, 0
-    for op, arg, pos in pickletools.genops(data):
-        name = op.name
-        if name not in _OPCODES:
-            raise _Refused(f"refused pickle opcode {name} at byte {pos}: MXNet's .states files "
-                           f"never use it")
-        if name in _MEMO_PUTS:
-            if name != "MEMOIZE" and arg != puts:   # picklers number their puts 0, 1, 2, ...
-                raise _Refused(f"memo index {arg} at byte {pos}; expected {puts}")
-            puts += 1
-        elif name in ("GET", "BINGET", "LONG_BINGET") and not 0 <= arg < puts:
-            raise _Refused(f"memo index {arg} at byte {pos}, but {puts} values are stored")
-        elif name == "PROTO" and arg > pickle.HIGHEST_PROTOCOL:
-            raise _Refused(f"unknown pickle protocol {arg}")
-        elif name in ("LONG", "LONG1", "LONG4", "INT") and abs(arg) >= 2 ** 64:
-            raise _Refused(f"an integer of {int(arg).bit_length()} bits at byte {pos}")
-        end = pos + 1
-    if end != len(data):
-        raise _Refused(f"{len(data) - end} unexpected bytes after the pickle's end")
 
 
 def loads(data: bytes | bytearray | memoryview, *, source: str = "<bytes>",
@@ -223,10 +64,11 @@ def loads(data: bytes | bytearray | memoryview, *, source: str = "<bytes>",
         raise TypeError(f"loads: expected bytes, got {type(data).__name__}")
     data = bytes(data)
     try:
-        _check_opcodes(data)
-        tree = _Unpickler(io.BytesIO(data)).load()
+        with warnings.catch_warnings():   # a bad escape in a protocol-0 string: refused too
+            warnings.simplefilter("error", DeprecationWarning)
+            tree = U.read_tree(data)
         return _Resolver(source, resolve).value(tree, 0)
-    except _Refused as exc:
+    except U.Refused as exc:
         raise ValueError(f"{source}: {exc}") from None
     except ValueError as exc:
         if str(exc).startswith(source):
@@ -259,18 +101,18 @@ class _Resolver:
         if id(x) in self.done:
             return self.done[id(x)]
         if id(x) in self.active:
-            raise _Refused("the pickle refers to itself (a cycle); MXNet's never does")
+            raise U.Refused("the pickle refers to itself (a cycle); MXNet's never does")
         if depth > _MAX_DEPTH:
-            raise _Refused(f"the pickle nests deeper than {_MAX_DEPTH} levels")
+            raise U.Refused(f"the pickle nests deeper than {_MAX_DEPTH} levels")
         self.active.add(id(x))
         if type(x) is dict:
             out: Any = {self.key(k): self.value(v, depth + 1) for k, v in x.items()}
         elif type(x) in (list, tuple, set, frozenset):
             out = type(x)(self.value(v, depth + 1) for v in x)
-        elif isinstance(x, _StandIn):
+        elif isinstance(x, U.StandIn):
             out = self.stand_in(x, depth)
         else:
-            raise _Refused(f"unexpected {type(x).__name__} in the pickle")
+            raise U.Refused(f"unexpected {type(x).__name__} in the pickle")
         self.active.discard(id(x))
         self.done[id(x)] = out
         return out
@@ -278,15 +120,15 @@ class _Resolver:
     def key(self, k: Any) -> Any:
         if isinstance(k, _PLAIN) or (type(k) is tuple and all(isinstance(i, _PLAIN) for i in k)):
             return k
-        raise _Refused(f"a dict key of type {type(k).__name__}")
+        raise U.Refused(f"a dict key of type {type(k).__name__}")
 
-    def stand_in(self, x: _StandIn, depth: int) -> Any:
+    def stand_in(self, x: U.StandIn, depth: int) -> Any:
         name, state = x.mxnet_class, x.state
-        if name in (_NDARRAY, _ROW_SPARSE):
+        if name in (U.NDARRAY, U.ROW_SPARSE):
             return self.ndarray(name, state)
         if type(state) is not dict or not all(type(k) is str for k in state):
-            raise _Refused(f"{name} is pickled with {type(state).__name__} state; MXNet pickles "
-                           f"its attribute dict")
+            raise U.Refused(f"{name} is pickled with {type(state).__name__} state; MXNet pickles "
+                            f"its attribute dict")
         attrs = {k: self.value(v, depth + 1) for k, v in state.items()}
         if not self.resolve:
             return MXNetObject(name, attrs)
@@ -295,19 +137,19 @@ class _Resolver:
         try:
             obj.__setstate__(attrs)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise _Refused(f"{name}: {exc}") from None
+            raise U.Refused(f"{name}: {exc}") from None
         return obj
 
     def ndarray(self, name: str, state: Any) -> Any:
         if type(state) is not dict or set(state) != {"handle"} \
                 or type(state["handle"]) is not bytearray:
-            raise _Refused(f"{name} is pickled with {type(state).__name__} state; MXNet pickles "
-                           f"{{'handle': bytearray(<record>)}}")
+            raise U.Refused(f"{name} is pickled with {type(state).__name__} state; MXNet pickles "
+                            f"{{'handle': bytearray(<record>)}}")
         reader = F.Reader(f"{self.source}: {name}", buffer=state["handle"])
         rec = F.read_record(reader)
         if reader.left:
             raise reader.error(f"has {reader.left} bytes after its record")
-        want = F.ROW_SPARSE if name == _ROW_SPARSE else F.DEFAULT
+        want = F.ROW_SPARSE if name == U.ROW_SPARSE else F.DEFAULT
         if rec.stype != want:
             raise reader.error(f"holds a {F.STYPE_NAMES[rec.stype]} record")
         return nd.to_value(rec, reader.source)
@@ -327,10 +169,10 @@ def adamop_class(mxnet_class: str) -> type:
         for obj in vars(module).values():
             if isinstance(obj, type) and getattr(obj, "mxnet_class", None) == mxnet_class:
                 return obj
-    if mxnet_class.startswith("mxnet.optimizer.") and mxnet_class != _ADAM:
-        raise _Refused(f"the file holds a {mxnet_class} optimizer; adamop implements Adam only "
-                       f"(inspect it with loads(..., resolve=False) or `adamop inspect`)")
-    raise _Refused(f"adamop has no class for {mxnet_class}")
+    if mxnet_class.startswith("mxnet.optimizer.") and mxnet_class != U.ADAM:
+        raise U.Refused(f"the file holds a {mxnet_class} optimizer; adamop implements Adam only "
+                        f"(inspect it with loads(..., resolve=False) or `adamop inspect`)")
+    raise U.Refused(f"adamop has no class for {mxnet_class}")
 
 
 # ---- writing ----------------------------------------------------------------------------------
@@ -350,7 +192,7 @@ def _global(mxnet_class: str) -> type:
         # Python's pickler stores once per class: so one tuple per class here, for MXNet's bytes
         _GLOBALS[mxnet_class] = type(mxnet_class.rsplit(".", 1)[1], (_Global,),
                                      {"__slots__": (), "mxnet_class": mxnet_class,
-                                      "reduce_args": tuple([None])})
+                                      "reduce_args": tuple([None])})  # noqa: C409 (new object)
     return _GLOBALS[mxnet_class]
 
 
@@ -399,7 +241,7 @@ def dumps(obj: Any) -> bytes:
 def save(path: str | os.PathLike, obj: Any) -> None:
     """Write :func:`dumps` of ``obj`` to ``path`` atomically (``Trainer.save_states``' file)."""
     data = dumps(obj)
-    F.atomic_write(path, lambda write: write(data))
+    F.atomic_write(path, lambda f: f.write(data))
 
 
 class _Exporter:
@@ -438,12 +280,12 @@ class _Exporter:
             return type(x)(self.value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(x))
         if _arrays.is_torch_tensor(x) and _arrays.torch_layout(x) == "sparse_coo":
             x = RowSparseArray.from_torch(x)
-        if isinstance(x, RowSparseArray) or isinstance(x, np.ndarray) \
+        if isinstance(x, (RowSparseArray, np.ndarray)) \
                 or (_arrays.is_torch_tensor(x) and _arrays.torch_layout(x) == "strided"):
             rec = nd.to_record(x, f"dumps: {where}")
             zero = rec.stype == F.DEFAULT and (rec.data.ndim == 0 or rec.data.size == 0)
             rec.layout.version = F.V3 if zero else F.V2   # as MXNet under np-shape / not
-            cls = _ROW_SPARSE if rec.stype == F.ROW_SPARSE else _NDARRAY
+            cls = U.ROW_SPARSE if rec.stype == F.ROW_SPARSE else U.NDARRAY
             if rec.stype == F.CSR:
                 raise TypeError(f"dumps: {where} is a csr matrix; MXNet's optimizer states are "
                                 f"dense or row_sparse")

@@ -24,7 +24,6 @@ values), ``__indices`` (row_sparse, csr) and ``__indptr`` (csr).
 """
 import json
 import os
-import pickle
 import sys
 
 import mxnet as mx

@@ -57,7 +57,8 @@ def main():
                         "cpu3": mx.nd.array([[3.0]], ctx=mx.cpu(3), dtype=np.float64)})
     save("np_shape_types.params", {"b0": mx.nd.array(np.bool_(True), dtype=np.bool_),
                                    "i0": mx.nd.array(np.int64(-7), dtype=np.int64),
-                                   "e": mx.nd.array(np.zeros((3, 0, 2), np.float16), dtype=np.float16)}, np_shape=True)
+                                   "e": mx.nd.array(np.zeros((3, 0, 2), np.float16),
+                                                    dtype=np.float16)}, np_shape=True)
     # formats MXNet 1.9.1 reads but no longer writes (layouts of LegacyLoad)
     v1 = struct.pack("<Ii", 0xF993FAC8, 2) + struct.pack("<qq", 2, 3) + struct.pack("<iii", 1, 0, 0)
     v1 += rng.randn(6).astype(np.float32).tobytes()
