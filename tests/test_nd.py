@@ -245,3 +245,9 @@ def test_load_frombuffer_types():
         assert len(nd.load_frombuffer(buf)) == 6
     with pytest.raises(TypeError, match="expected bytes"):
         nd.load_frombuffer(raw.decode("latin-1"))
+
+
+def test_docstring_examples():
+    import doctest
+    failed, attempted = doctest.testmod(nd, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert attempted and not failed
