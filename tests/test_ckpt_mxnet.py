@@ -111,6 +111,7 @@ def roundtrip(tmp_path_factory):
                 loaded_states[key] = states.loads(first[key].tobytes(), source=key)
         dumped = {f"ad_{k}": np.frombuffer(states.dumps(v), np.uint8)
                   for k, v in loaded_states.items()}
+    dumped.update(_through_updater(first))
     mx_files = {name: desc for result in written[:len(SEEDS)] for name, desc in result.items()}
     ours = adamop_files(np.random.default_rng(5))
     for name, data in ours.items():
@@ -124,6 +125,28 @@ def roundtrip(tmp_path_factory):
     return {"folder": folder, "first": first, "mx_files": mx_files, "states_meta": written[-1],
             "loaded_states": loaded_states, "dumped": dumped, "ours": ours, "second": second,
             "read": read[0], "states_read": read[1]}
+
+
+def _real_updater():
+    optimizer = pytest.importorskip("adamop.optimizer")
+    if not hasattr(optimizer, "Updater"):
+        pytest.skip("adamop.optimizer has no Updater yet")
+    return optimizer
+
+
+def _through_updater(first) -> dict:
+    """MXNet's states through adamop's own Updater: set_states, then get_states."""
+    try:
+        optimizer = _real_updater()
+    except pytest.skip.Exception:
+        return {}
+    out = {}
+    for run in RUNS:
+        for suffix, dump in (("__states_opt", True), ("__states", False)):
+            updater = optimizer.get_updater(optimizer.create("adam"))
+            updater.set_states(first[run["name"] + suffix].tobytes())
+            out[f"up_{run['name']}{suffix}"] = np.frombuffer(updater.get_states(dump), np.uint8)
+    return out
 
 
 def _install_stand_ins(mp):
@@ -214,6 +237,29 @@ def test_mxnet_restores_what_adamop_dumps(roundtrip):
                 assert back["optimizer"] == "mxnet.optimizer.optimizer.Adam"
                 assert back["attrs"] == want["attrs"]
             assert back["states_synced"] == sorted(want["states"])
+
+
+def test_updater_set_and_get_states_with_mxnet(roundtrip):
+    """adamop's Updater: MXNet's .states in with set_states, get_states(True/False) out; MXNet's
+    Updater.set_states restores from those bytes the states and optimizer it had."""
+    optimizer = _real_updater()
+    first, meta = roundtrip["first"], roundtrip["states_meta"]
+    described_back, arrays = roundtrip["states_read"], roundtrip["second"]
+    for run in RUNS:
+        updater = optimizer.get_updater(optimizer.create("adam"))
+        updater.set_states(first[run["name"] + "__states_opt"].tobytes())
+        assert isinstance(updater.optimizer, optimizer.Adam)
+        assert plain(updater.optimizer.__getstate__()) == meta[run["name"]]["attrs"]
+        _check_states(updater.states, meta[run["name"]]["states"], first, run["name"])
+        for suffix in ("__states_opt", "__states"):
+            back = described_back[f"up_{run['name']}{suffix}"]
+            assert back["states"] == meta[run["name"]]["states"]
+            for idx, kinds in back["states"].items():
+                for j in range(len(kinds)):
+                    assert same_bits(arrays[f"up_{run['name']}{suffix}__s{idx}_{j}"],
+                                     first[f"{run['name']}__s{idx}_{j}"])
+            if suffix == "__states_opt":
+                assert back["attrs"] == meta[run["name"]]["attrs"]
 
 
 def _check_states(saved, kinds, arrays, run):
