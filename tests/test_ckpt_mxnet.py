@@ -15,6 +15,7 @@ from test_states import SCHEDULERS, StandInAdam, _Attrs
 
 from adamop import RowSparseArray, nd, states
 from adamop import _ndfile as F
+from adamop import _ndvalues as V
 
 pytestmark = [pytest.mark.mxnet,
               pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")]
@@ -53,7 +54,7 @@ def same_bits(a, b):
 def entries(value) -> list[np.ndarray]:
     """data, then the index arrays (row_sparse: indices; csr: indices, indptr), as MXNet's
     ``.data``, ``.indices``, ``.indptr`` give them."""
-    rec = nd.to_record(value, "value")
+    rec = V.to_record(value, "value")
     if rec.stype == F.CSR:
         return [rec.data, rec.aux[1], rec.aux[0]]
     return [rec.data, *rec.aux]

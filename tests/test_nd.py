@@ -251,3 +251,15 @@ def test_docstring_examples():
     import doctest
     failed, attempted = doctest.testmod(nd, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted and not failed
+
+
+def test_dropped_entries_are_freed_and_bad_names_refused():
+    import gc
+    import weakref
+    loaded = nd.load(DEV / "gluon_fp32.params")
+    ref = weakref.ref(loaded["0.weight"])
+    del loaded["0.weight"]
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(ValueError, match="cannot be written as UTF-8"):
+        nd.save_tobuffer({"\udcff": np.ones(1)})

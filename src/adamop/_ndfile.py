@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
@@ -350,32 +349,3 @@ def write_file(write: Callable[[Any], Any], records: Sequence[Record],
     for name in names:
         raw = name.encode("utf-8")
         write(struct.pack("<Q", len(raw)) + raw)
-
-
-def atomic_write(path: str | os.PathLike, fill: Callable[[BinaryIO], Any]) -> None:
-    """Write a file through ``fill(f)`` into a temporary file beside it, then rename it over
-    ``path``: a failure at any point leaves an existing file as it was and no temporary behind."""
-    path = os.fspath(path)
-    folder, base = os.path.split(os.path.abspath(path))
-    while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
-        try:   # 0o666 less the umask, as open() would create it
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.isfile(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -170,6 +170,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             header = ("name", "storage", "dtype", "shape", "stored rows", "bytes")
     except (ValueError, OSError, ImportError) as exc:
         return _fail(exc)
+    if rows and header[1] == "name" and not any(r[1] for r in rows):
+        header, rows = header[:1] + header[2:], [r[:1] + r[2:] for r in rows]   # no names known
     if rows:
         print(_table(header, rows))
     return 0

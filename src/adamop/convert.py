@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _ndfile as F
+from . import _ndvalues as V
 from . import nd
 from .storage import RowSparseArray
 
@@ -126,10 +127,10 @@ def _from_torch(t: Any) -> Any:
         r = RowSparseArray.from_torch(t)
         return RowSparseArray(_from_torch(r.data), _from_torch(r.indices), r.shape)
     if layout == "torch.sparse_csr":
-        rec = nd.to_record(t, "tensor")
-        return nd.to_value(rec, "tensor")
-    flag = nd.dtype_flag(t.dtype, "tensor")
-    return nd._host(t, flag)
+        rec = V.to_record(t, "tensor")
+        return V.to_value(rec, "tensor")
+    flag = V.dtype_flag(t.dtype, "tensor")
+    return V.host(t, flag)
 
 
 def _decode_sparse(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]:
@@ -158,13 +159,13 @@ def _decode_sparse(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]
             if stype == "row_sparse":
                 out[name] = RowSparseArray(parts["data"], parts["indices"], shape)
                 continue
-            rec = F.Record(F.CSR, nd.dtype_flag(parts["data"].dtype, where), shape,
+            rec = F.Record(F.CSR, V.dtype_flag(parts["data"].dtype, where), shape,
                            parts["data"], (parts["indptr"].astype(np.int64),
                                            parts["indices"].astype(np.int64)))
             if len(shape) != 2:
                 raise ValueError(f"a csr matrix has 2 dimensions, got shape {shape}")
-            nd.check_csr(*rec.aux, shape, where)
-            out[name] = nd.to_value(rec, where)
+            V.check_csr(*rec.aux, shape, where)
+            out[name] = V.to_value(rec, where)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from None
     return out
@@ -178,7 +179,7 @@ def write(path: str | os.PathLike, data: Any, *, dense: bool = False,
     kind, notes = kind_of(path), []
     if kind == "MXNet":
         records, names = nd._prepare(data, None)
-        F.atomic_write(path, lambda f: F.write_file(f.write, records, names, progress))
+        nd.atomic_write(path, lambda f: F.write_file(f.write, records, names, progress))
         return notes
     if not isinstance(data, dict):
         data = {str(i): v for i, v in enumerate(data)}
@@ -186,11 +187,11 @@ def write(path: str | os.PathLike, data: Any, *, dense: bool = False,
     if kind == "torch":
         torch = _need("torch", ".pt")
         tensors = {k: _to_torch(v, dense) for k, v in data.items()}
-        F.atomic_write(path, lambda f: torch.save(tensors, f))
+        nd.atomic_write(path, lambda f: torch.save(tensors, f))
         return notes
     arrays = _encode_sparse(data, dense, notes)
     if kind == "NumPy":
-        F.atomic_write(path, lambda f: _savez(f, arrays))
+        nd.atomic_write(path, lambda f: _savez(f, arrays))
         return notes
     _need("safetensors", ".safetensors")
     metadata = {_ORDER: json.dumps(list(arrays))}
@@ -201,7 +202,7 @@ def write(path: str | os.PathLike, data: Any, *, dense: bool = False,
     else:
         from safetensors.numpy import save
         blob = save(arrays, metadata=metadata)
-    F.atomic_write(path, lambda f: f.write(blob))
+    nd.atomic_write(path, lambda f: f.write(blob))
     return notes
 
 
@@ -219,7 +220,7 @@ def _encode_sparse(data: dict, dense: bool, notes: list[str]) -> dict[str, np.nd
         if _SPARSE_KEY.match(name):
             raise ValueError(f"entry {name!r}: the name ends like the sparse encoding "
                              f"(NAME@row_sparse.data, ...); rename it")
-        rec = nd.to_record(value, f"entry {name!r}")
+        rec = V.to_record(value, f"entry {name!r}")
         if rec.stype == F.DEFAULT:
             out[name] = rec.data
         elif dense:
@@ -237,18 +238,18 @@ def _encode_sparse(data: dict, dense: bool, notes: list[str]) -> dict[str, np.nd
 
 
 def _dense(rec: F.Record) -> np.ndarray:
-    value = nd.to_value(rec, "entry")
+    value = V.to_value(rec, "entry")
     return value.todense() if isinstance(value, RowSparseArray) else \
         np.asarray(value.toarray(), dtype=rec.data.dtype)
 
 
 def _to_torch(value: Any, dense: bool) -> Any:
-    rec = nd.to_record(value, "entry")
+    rec = V.to_record(value, "entry")
     if rec.stype != F.DEFAULT and dense:
         rec = F.Record(F.DEFAULT, rec.flag, rec.shape, _dense(rec))
     if rec.stype == F.DEFAULT:
-        return nd._torch_dense(rec.data, rec.flag)
-    value = nd.to_value(rec, "entry", as_torch=True)
+        return V.torch_dense(rec.data, rec.flag)
+    value = V.to_value(rec, "entry", as_torch=True)
     return value.to_torch() if isinstance(value, RowSparseArray) else value
 
 
@@ -270,7 +271,7 @@ def entries(path: str | os.PathLike) -> list[tuple[str, str, str, tuple, int | N
     items = data.items() if isinstance(data, dict) else enumerate(data)
     rows = []
     for name, value in items:
-        r = nd.to_record(value, str(name))
+        r = V.to_record(value, str(name))
         rows.append((str(name), F.STYPE_NAMES[r.stype], F.dtype_name(r.flag), r.shape,
                      None if r.stype == F.DEFAULT else r.data.shape[0], r.nbytes))
     return rows
@@ -305,7 +306,7 @@ def states_summary(obj: Any) -> tuple[list[str], list[tuple]]:
     rows = []
     for index, state in saved.items():
         for part, value in _parts(state):
-            r = nd.to_record(value, f"state {index}")
+            r = V.to_record(value, f"state {index}")
             rows.append((index, names.get(index, ""), part, F.STYPE_NAMES[r.stype],
                          F.dtype_name(r.flag), r.shape,
                          None if r.stype == F.DEFAULT else r.data.shape[0], r.nbytes))

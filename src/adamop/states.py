@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _arrays, nd
 from . import _ndfile as F
+from . import _ndvalues as V
 from . import _unpickle as U
 from .storage import RowSparseArray
 
@@ -152,7 +153,7 @@ class _Resolver:
         want = F.ROW_SPARSE if name == U.ROW_SPARSE else F.DEFAULT
         if rec.stype != want:
             raise reader.error(f"holds a {F.STYPE_NAMES[rec.stype]} record")
-        return nd.to_value(rec, reader.source)
+        return V.to_value(rec, reader.source)
 
 
 def adamop_class(mxnet_class: str) -> type:
@@ -241,7 +242,7 @@ def dumps(obj: Any) -> bytes:
 def save(path: str | os.PathLike, obj: Any) -> None:
     """Write :func:`dumps` of ``obj`` to ``path`` atomically (``Trainer.save_states``' file)."""
     data = dumps(obj)
-    F.atomic_write(path, lambda f: f.write(data))
+    nd.atomic_write(path, lambda f: f.write(data))
 
 
 class _Exporter:
@@ -282,7 +283,7 @@ class _Exporter:
             x = RowSparseArray.from_torch(x)
         if isinstance(x, (RowSparseArray, np.ndarray)) \
                 or (_arrays.is_torch_tensor(x) and _arrays.torch_layout(x) == "strided"):
-            rec = nd.to_record(x, f"dumps: {where}")
+            rec = V.to_record(x, f"dumps: {where}")
             zero = rec.stype == F.DEFAULT and (rec.data.ndim == 0 or rec.data.size == 0)
             rec.layout.version = F.V3 if zero else F.V2   # as MXNet under np-shape / not
             cls = U.ROW_SPARSE if rec.stype == F.ROW_SPARSE else U.NDARRAY
