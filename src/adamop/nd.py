@@ -69,7 +69,8 @@ def load(path: str | os.PathLike, *, as_torch: bool = False) -> Loaded:
             CSR) instead of NumPy arrays / :class:`RowSparseArray` / scipy matrices.
 
     Returns:
-        An :class:`NDArrayDict` (a file with names) or :class:`NDArrayList` (without).
+        An :class:`NDArrayDict` (a file with names, in file order; a repeated name keeps its
+        last array, as ``mx.nd.load`` does) or :class:`NDArrayList` (a file without names).
 
     Raises:
         ValueError: the file is not a well-formed MXNet NDArray file (the message names the file,
