@@ -167,23 +167,23 @@ def _prepare(data: Any, np_shape: bool | None) -> tuple[list[F.Record], list[str
     known = data._layout_of if isinstance(data, _Loaded) else (lambda v: None)
     records = [V.to_record(v, f"save: {label}", known(v)) for v, label in zip(values, labels)]
     if np_shape is not None:
-        version = F.V3 if np_shape else F.V2
+        version, why = (F.V3 if np_shape else F.V2), "np_shape=True"
     elif isinstance(data, _Loaded):
-        version = F.V3 if data.np_shape else F.V2
+        version, why = (F.V3 if data.np_shape else F.V2), "the file it came from is np-shape"
     else:
         version = F.V3 if any(r.stype == F.DEFAULT and (r.data.ndim == 0 or r.data.size == 0)
                               for r in records) else F.V2
+        why = "another array is 0-d or zero-size"
     for rec, value, label in zip(records, values, labels):
         if np_shape is not None or known(value) is None:
             rec.layout = dataclasses.replace(rec.layout, version=version)
-        _check_version(rec, label, np_shape)
+        _check_version(rec, label, why)
     return records, names
 
 
-def _check_version(rec: F.Record, label: str, np_shape: bool | None) -> None:
+def _check_version(rec: F.Record, label: str, why: str) -> None:
     v = rec.layout.version
     if v == F.V3 and rec.stype != F.DEFAULT:
-        why = "np_shape=True" if np_shape else "another array is 0-d or zero-size"
         raise ValueError(f"save: {label} is {F.STYPE_NAMES[rec.stype]}, which MXNet cannot store "
                          f"under np-shape (V3: {why}); save it in a separate file or densify it")
     if v == F.V2 and rec.stype == F.DEFAULT and rec.data.ndim == 0:
