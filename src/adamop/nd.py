@@ -16,9 +16,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, Union
 
+import numpy as np
+
 from . import _ndfile as F
 from . import _ndvalues as V
-from .storage import RowSparseArray
 
 __all__ = ["NDArrayDict", "NDArrayList", "load", "load_frombuffer", "save", "save_tobuffer"]
 
@@ -31,20 +32,22 @@ class _Loaded:
     def _remember(self, value: Any, layout: F.Layout) -> None:
         if "_layouts" not in self.__dict__:
             self._layouts: dict[int, tuple[Any, F.Layout, Any]] = {}
-        token = value.indices if isinstance(value, RowSparseArray) else None
+        # rows that were not ascending in the file go back in file order while they are the
+        # rows loaded (RowSparseArray hands out fresh index arrays: compared by value)
+        rows = V.host(value.indices, F.INT64).copy() if layout.row_order is not None else None
         try:
             ref = weakref.ref(value)
-        except TypeError:          # RowSparseArray has no weak references: held as it is
+        except TypeError:          # no weak references (RowSparseArray): held as it is
             ref = (lambda v: lambda: v)(value)
-        self._layouts[id(value)] = (ref, layout, token)
+        self._layouts[id(value)] = (ref, layout, rows)
 
     def _layout_of(self, value: Any) -> F.Layout | None:
         entry = self.__dict__.get("_layouts", {}).get(id(value))
         if entry is None or entry[0]() is not value:
             return None
-        layout = entry[1]
-        if layout.row_order is not None and entry[2] is not value.indices:   # rows replaced
-            layout = dataclasses.replace(layout, row_order=None)
+        layout, rows = entry[1], entry[2]
+        if rows is not None and not np.array_equal(V.host(value.indices, F.INT64), rows):
+            layout = dataclasses.replace(layout, row_order=None)    # other rows now
         return layout
 
 
