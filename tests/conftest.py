@@ -2,17 +2,27 @@
 automatically; an unavailable one skips with its reason."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/bitexact.py, mxnet_oracle.py
 
 from adamop import dispatch  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
+
+# Property and fuzz tests: "ci" (the default) is derandomised with a fixed example budget, so every
+# run draws the same examples; HYPOTHESIS_PROFILE=explore searches longer, at random.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 CPU_BACKENDS = [s.name for s in dispatch.registry() if "cpu" in s.devices]
 
 

@@ -20,7 +20,7 @@ from conftest import DATA
 
 import adamop
 from adamop import AdamParams, BackendUnavailableError, RowSparseArray
-from adamop.params import FLOAT_PARAMS
+FLOAT_PARAMS = AdamParams.float_names
 
 update = adamop.adam_update
 SHAPE = (4, 3)

@@ -1,9 +1,13 @@
 """The triton backend on a CUDA device: MXNet's golden cases and bit-exact parity with the CPU
-reference, no FMA or approximate division in the compiled code, > 2^31 elements, CUDA-graph
-capture, the batched launch, sparse gradients from ``nn.Embedding(sparse=True)``, and device errors.
+reference, IEEE and sign-exact compiled code (no FMA, no approximate division, no ``0 - x``),
+> 2^31 elements, the batched launch, sparse gradients from ``nn.Embedding(sparse=True)``, and
+device errors (``tests/test_gpu_async.py``: CUDA graphs, no waiting, no per-tensor host work).
+Everything goes through the public API, so the tests hold whatever the backend's launchers do.
 
 Tests marked ``gpu`` skip (with the reason) where torch sees no CUDA device. The first few tests
-need no GPU: they check the dispatch errors for CUDA arrays on any machine.
+need no GPU: they check the dispatch errors for CUDA arrays on any machine. ``scripts/gpu.sh``
+runs both files on the GPU machine (Python 3.12, torch 2.11, Triton 3.6; no MXNet, no network):
+nothing here may need more than that.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import pytest
 import adamop
 from adamop import RowSparseArray, dispatch, reference
 from bitexact import assert_bitexact, to_numpy
+from test_triton_ptx import APPROX, EXACT_NEG, FLOAT_FMA, zero_subtractions
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
 
@@ -126,7 +131,7 @@ def test_parity_with_reference(dtype: str, path: str, layout: str, p: str) -> No
     wt, gt, mt, vt = (view(dev[k]) for k in names)
     with np.errstate(all="ignore"):
         if path == "dense":
-            reference.adam_dense(w, g, m, v, w, s)
+            reference.adam_dense(w, g, m, v, w, s, reference.DENSE)
             adamop.adam_update(wt, gt, mt, vt, out=wt, backend="triton", **PARAMS[p])
         else:
             getattr(reference, f"adam_{path}")(w, gdata, rows, m, v, w, s)
@@ -138,180 +143,178 @@ def test_parity_with_reference(dtype: str, path: str, layout: str, p: str) -> No
         assert_bitexact(dev[k], ref[k], f"{dtype} {path} {layout} {p}: {k}")
 
 
-def _launch_dense(dtype):
-    """Compile the dense kernel as the backend launches it and return the compiled kernel."""
-    from adamop.backends import triton_backend as tb
-    x = torch.ones(4096, dtype=dtype, device="cuda")
-    s = adamop.AdamParams.from_kwargs(dict(lr=0.1)).scalars(np.dtype(str(dtype)[6:]))
-    return tb.adam_dense_kernel[(1,)](x, x.clone(), x.clone(), x.clone(), x, 4096, 1, 1, 1, 1, 1,
-                                      *tb._scalar_args(s), CLIP=False, BLOCK=tb.BLOCK,
-                                      **tb._flags(x), **tb._OPTIONS)
+# ---- the compiled code of what ran -------------------------------------------------------------
+def _compiled_ptx() -> dict[str, str]:
+    """PTX of every kernel compiled in this process so far, from Triton's per-device caches
+    (``device_caches[device][0]``: {specialisation key: compiled kernel}, Triton 3.x)."""
+    from adamop.backends import triton_kernels as tk
+    found = {}
+    for name in ("adam_dense_kernel", "adam_multi_kernel", "adam_rows_kernel"):
+        for caches in getattr(tk, name).device_caches.values():
+            for i, kernel in enumerate(caches[0].values()):
+                found[f"{name}#{i}"] = kernel.asm["ptx"]
+    return found
 
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_compiled_code_has_no_fma_or_approximate_math(dtype: str) -> None:
-    ptx = _launch_dense(getattr(torch, dtype)).asm["ptx"]
-    # float multiply-adds and approximate division/sqrt; integer address arithmetic
-    # (mad.lo.s64, mad.wide.u32) is exact and allowed
-    banned = re.findall(r"\b(?:fma|mad)\.(?:[a-z]+\.)*f(?:16|32|64)\b"
-                        r"|\b(?:div|sqrt|rcp|rsqrt)\.(?:approx|full)[\w.]*", ptx)
-    assert not banned, f"{dtype}: the PTX contains {sorted(set(banned))}"
-    assert "div.rn" in ptx and "sqrt.rn" in ptx
-
-
-# ---- 64-bit indexing -----------------------------------------------------------------------------
-def _free_gib() -> float:
-    return torch.cuda.mem_get_info()[0] / 2 ** 30
-
-
-@gpu
-@pytest.mark.gpu
-@pytest.mark.slow
-def test_more_than_2_31_elements() -> None:
-    """float16, 2^31 + 2^22 elements (out=weight: 4 arrays, 17 GB): the input is one period of
-    4096 values repeated, so the whole result is checked against the reference of one period."""
-    n, period = 2 ** 31 + 2 ** 22, 4096
-    if _free_gib() < 4 * n * 2 / 2 ** 30 + 3:
-        pytest.skip(f"needs ~20 GiB of free GPU memory, {_free_gib():.1f} GiB free")
-    rng = np.random.default_rng(31)
-    one = {k: _draw(rng, (period,), "float16", k) for k in ("weight", "grad", "mean", "var")}
-    s = adamop.AdamParams.from_kwargs(PARAMS["plain"]).scalars(np.dtype("float16"))
-    exp = {k: a.copy() for k, a in one.items()}
-    with np.errstate(all="ignore"):
-        reference.adam_dense(exp["weight"], exp["grad"], exp["mean"], exp["var"], exp["weight"], s)
-    big = {k: torch.from_numpy(a).cuda().repeat(n // period) for k, a in one.items()}
-    adamop.adam_update(big["weight"], big["grad"], big["mean"], big["var"], out=big["weight"],
-                       backend="triton", **PARAMS["plain"])
-    for k in ("weight", "mean", "var"):
-        want = torch.from_numpy(exp[k]).cuda().view(torch.int16)
-        rows_ok = (big[k].view(torch.int16).view(-1, period) == want).all(dim=1)
-        bad = (~rows_ok).nonzero()
-        assert bad.numel() == 0, f"{k}: periods {bad[:5].flatten().tolist()} differ"
-        del rows_ok
-
-
-@gpu
-@pytest.mark.gpu
-@pytest.mark.slow
-def test_lazy_rows_beyond_2_31_elements() -> None:
-    rows, cols = 2 ** 21 + 8, 1024                        # 2^31 + 8192 elements
-    if _free_gib() < 3 * rows * cols * 2 / 2 ** 30 + 2:
-        pytest.skip(f"needs ~15 GiB of free GPU memory, {_free_gib():.1f} GiB free")
-    rng = np.random.default_rng(32)
-    w, m, v = (torch.zeros(rows, cols, dtype=torch.float16, device="cuda") for _ in range(3))
-    idx = np.array([0, 2 ** 21 - 1, 2 ** 21, rows - 1], dtype=np.int64)   # last ones past 2^31
-    gdata = _draw(rng, (idx.size, cols), "float16", "grad")
-    sub = {k: np.zeros((idx.size, cols), np.float16) for k in ("w", "m", "v")}
-    s = adamop.AdamParams.from_kwargs(dict(lr=0.01, epsilon=1e-3)).scalars(np.dtype("float16"))
-    reference.adam_lazy(sub["w"], gdata, np.arange(idx.size), sub["m"], sub["v"], sub["w"], s)
-    grad = RowSparseArray(torch.from_numpy(gdata).cuda(), torch.from_numpy(idx).cuda(),
-                          (rows, cols))
-    adamop.adam_update(w, grad, m, v, out=w, backend="triton", lr=0.01, epsilon=1e-3)
-    t_idx = torch.from_numpy(idx).cuda()
-    for name, t in (("w", w), ("m", m), ("v", v)):
-        assert_bitexact(t[t_idx], sub[name], f"{name} updated rows")
-        assert int(t.count_nonzero()) == int(np.count_nonzero(sub[name])), f"{name}: other rows"
-
-
-# ---- no host synchronisation: CUDA graphs ------------------------------------------------------
-def _capture_and_compare(call, state, reference_steps) -> None:
-    """Warm up ``call`` on a side stream, capture it, replay twice from the initial state and
-    compare with the reference applied twice."""
-    initial = {k: t.clone() for k, t in state.items()}
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        call()                                        # compiles, builds cached tables
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-    for k, t in state.items():
-        t.copy_(initial[k])
-    graph.replay()
-    graph.replay()
+def test_compiled_code_is_ieee_and_sign_exact() -> None:
+    """Every kernel the public API compiled for this GPU (dense, lazy, std and batched, each
+    dtype, clipping on and off): no float multiply-add, no approximate division or square root,
+    no flush of subnormals, and ``-clip_gradient`` a true negation, never ``0 - c``."""
+    for dtype in DTYPES:
+        for p in PARAMS.values():
+            w, g, m, v = (torch.rand(5000, 64, dtype=getattr(torch, dtype), device="cuda")
+                          for _ in range(4))
+            adamop.adam_update(w, g, m, v, out=w, **p)
+            adamop.adam_update_multi([w, g], [m, v], [w.clone(), g.clone()],
+                                     [m.clone(), v.clone()], **p)
+            rows = RowSparseArray(g[:3].clone(), torch.tensor([1, 7, 9], device="cuda"),
+                                  tuple(w.shape))
+            for lazy in (True, False):
+                adamop.adam_update(w, rows, m, v, out=w, lazy_update=lazy, **p)
     torch.cuda.synchronize()
-    expected = {k: t.cpu().numpy() for k, t in initial.items()}
-    with np.errstate(all="ignore"):
-        reference_steps(expected)
-        reference_steps(expected)
-    for k, t in state.items():
-        assert_bitexact(t, expected[k], f"after two replays: {k}")
+    ptx = _compiled_ptx()
+    assert {k.split("#")[0] for k in ptx} == {"adam_dense_kernel", "adam_multi_kernel",
+                                              "adam_rows_kernel"}
+    for key, text in ptx.items():
+        assert not re.findall(FLOAT_FMA, text), f"{key}: multiply-add"
+        assert not re.findall(APPROX, text), f"{key}: {sorted(set(re.findall(APPROX, text)))}"
+        assert "div.rn.f" in text and "sqrt.rn.f" in text, key
+        assert ".ftz" not in text, f"{key}: flushes subnormals"
+        assert not zero_subtractions(text), f"{key}: 0 - x {zero_subtractions(text)}"
+    for name in ("adam_dense_kernel", "adam_multi_kernel", "adam_rows_kernel"):
+        assert any(re.search(EXACT_NEG, t) for k, t in ptx.items() if k.startswith(name)), \
+            f"{name}: no clipping kernel with an exact negation"
 
 
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("path", ["dense", "lazy", "std", "multi"])
-def test_update_is_captured_in_a_cuda_graph(path: str) -> None:
-    rng = np.random.default_rng(5)
-    sizes = [3000, 70000, 1] if path == "multi" else [50_000]
-    state = {f"{k}{i}": torch.from_numpy(_draw(rng, (n // 50 or 1, 50) if path in ("lazy", "std")
-                                                else (n,), "float32", k)).cuda()
-             for i, n in enumerate(sizes) for k in ("weight", "grad", "mean", "var")}
-    kw = dict(lr=0.01, wd=0.01)
-    s = adamop.AdamParams.from_kwargs(kw).scalars(np.dtype("float32"))
-    if path in ("lazy", "std"):
-        rows = np.array([1, 5, 6, 900], np.int64)
-        gdata = _draw(rng, (rows.size, 50), "float32", "grad")
-        grad = RowSparseArray(torch.from_numpy(gdata).cuda(), torch.from_numpy(rows).cuda(),
-                              tuple(state["weight0"].shape))     # built (and checked) outside
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clip_zero_keeps_the_sign_of_zero(dtype: str, path: str) -> None:
+    """clip_gradient=0 clips a negative gradient to -0.0; with a -0.0 mean the sign reaches the
+    mean (MXNet: -0.0; a kernel that negates as 0 - c gives +0.0)."""
+    rng = np.random.default_rng(0)
+    n = 4096
+    w = -np.abs(_draw(rng, (n // 64, 64), dtype, "weight"))
+    g = _draw(rng, (n // 64, 64), dtype, "grad")
+    m = np.full_like(w, -0.0)
+    v = _draw(rng, (n // 64, 64), dtype, "var")
+    rows = np.arange(0, n // 64, 3, dtype=np.int64)
+    kw = dict(lr=0.01, clip_gradient=0.0)
+    s = adamop.AdamParams.from_kwargs(dict(kw, lazy_update=path == "lazy")) \
+        .scalars(np.dtype(dtype))
+    dev = {k: torch.from_numpy(a.copy()).cuda() for k, a in (("w", w), ("m", m), ("v", v))}
+    with np.errstate(all="ignore"):
+        if path in ("dense", "multi"):
+            reference.adam_dense(w, g, m, v, w, s, reference.DENSE)
+            gt = torch.from_numpy(g).cuda()
+            if path == "dense":
+                adamop.adam_update(dev["w"], gt, dev["m"], dev["v"], out=dev["w"], **kw)
+            else:           # two tensors: the batched kernel
+                ws = [dev["w"], dev["w"].clone()]
+                adamop.adam_update_multi(ws, [gt, gt], [dev["m"], dev["m"].clone()],
+                                         [dev["v"], dev["v"].clone()], out=ws, **kw)
+        else:
+            gdata = g[rows]
+            getattr(reference, f"adam_{path}")(w, gdata, rows, m, v, w, s)
+            grad = RowSparseArray(torch.from_numpy(gdata).cuda(), torch.from_numpy(rows).cuda(),
+                                  w.shape)
+            adamop.adam_update(dev["w"], grad, dev["m"], dev["v"], out=dev["w"],
+                               lazy_update=path == "lazy", **kw)
+    assert np.signbit(m).any() and not np.signbit(m).all()      # both signs are at stake
+    for k, ref in (("w", w), ("m", m), ("v", v)):
+        assert_bitexact(dev[k], ref, f"{dtype} {path}: {k}")
 
-        def call():
-            adamop.adam_update(state["weight0"], grad, state["mean0"], state["var0"],
-                               out=state["weight0"], lazy_update=path == "lazy", **kw)
 
-        def steps(e):
-            getattr(reference, f"adam_{path}")(e["weight0"], gdata, rows, e["mean0"], e["var0"],
-                                               e["weight0"], s)
-    else:
-        n = len(sizes)
-        lists = [[state[f"{k}{i}"] for i in range(n)] for k in ("weight", "grad", "mean", "var")]
+# ---- 64-bit indexing -----------------------------------------------------------------------------
+TWO_31 = 2 ** 31
+BIG_DENSE = (2 ** 31 + 2 ** 22, 4096)     # elements, period of the repeated input
+BIG_ROWS = (2 ** 21 + 8, 1024)            # rows x cols: 2^31 + 8192 elements
+def _free_gib() -> float:
+    return torch.cuda.mem_get_info()[0] / 2 ** 30
 
-        def call():
-            adamop.adam_update_multi(*lists, out=lists[0], **kw)
 
-        def steps(e):
-            for i in range(n):
-                reference.adam_dense(e[f"weight{i}"], e[f"grad{i}"], e[f"mean{i}"], e[f"var{i}"],
-                                     e[f"weight{i}"], s)
-    _capture_and_compare(call, state, steps)
+def _release() -> None:
+    import gc
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
 @gpu
 @pytest.mark.gpu
-def test_capture_without_warm_up_says_so() -> None:
-    ws, gs, ms, vs = ([torch.rand(1000, device="cuda") for _ in range(3)] for _ in range(4))
-    graph = torch.cuda.CUDAGraph()
-    with pytest.raises(RuntimeError, match="call it once with the same arguments before"):
-        with torch.cuda.graph(graph):
-            adamop.adam_update_multi(ws, gs, ms, vs, lr=0.01, out=ws)
-
-
-@gpu
-@pytest.mark.gpu
-def test_no_synchronising_call_after_warm_up() -> None:
-    w, g, m, v = ([torch.rand(10_000, device="cuda") for _ in range(3)] for _ in range(4))
-    rows = RowSparseArray(torch.rand(2, 10, device="cuda"), torch.tensor([1, 7], device="cuda"),
-                          (1000, 10))
-    wr, mr, vr = (torch.rand(1000, 10, device="cuda") for _ in range(3))
-    coo = rows.to_torch()                         # a coalesced torch COO grad, taken as it is
-
-    def updates():
-        adamop.adam_update(w[0], g[0], m[0], v[0], lr=0.01, out=w[0])
-        adamop.adam_update_multi(w, g, m, v, lr=0.01, out=w)
-        adamop.adam_update_multi(w, g, m, v, lr=[0.01, 0.02, 0.03], out=w)
-        for lazy in (True, False):
-            adamop.adam_update(wr, rows, mr, vr, lr=0.01, out=wr, lazy_update=lazy)
-            adamop.adam_update(wr, coo, mr, vr, lr=0.01, out=wr, lazy_update=lazy)
-    updates()                                     # compiles, builds the cached tables
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")       # any synchronising torch call now raises
+@pytest.mark.slow
+@pytest.mark.parametrize("call", ["adam_update", "adam_update_multi"])
+def test_more_than_2_31_elements(call: str) -> None:
+    """float16, 2^31 + 2^22 elements (out=weight: 4 arrays, 17 GiB): the input is one period of
+    4096 values repeated, so the whole result is checked against the reference of one period.
+    adam_update_multi adds a small tensor, so the batched kernel takes the big one."""
+    n, period = BIG_DENSE
+    if _free_gib() < 5 * n * 2 / 2 ** 30 + 3:
+        pytest.skip(f"needs ~24 GiB of free GPU memory, {_free_gib():.1f} GiB free")
+    rng = np.random.default_rng(31)
+    one = {k: _draw(rng, (period,), "float16", k) for k in ("weight", "grad", "mean", "var")}
+    s = adamop.AdamParams.from_kwargs(PARAMS["plain"]).scalars(np.dtype("float16"))
+    exp = {k: a.copy() for k, a in one.items()}
+    with np.errstate(all="ignore"):
+        reference.adam_dense(exp["weight"], exp["grad"], exp["mean"], exp["var"], exp["weight"], s,
+                             reference.DENSE)
+    big = {k: torch.from_numpy(a).cuda().repeat(n // period) for k, a in one.items()}
     try:
-        updates()
+        if call == "adam_update":
+            adamop.adam_update(big["weight"], big["grad"], big["mean"], big["var"],
+                               out=big["weight"], backend="triton", **PARAMS["plain"])
+        else:
+            small = {k: torch.from_numpy(a.copy()).cuda() for k, a in one.items()}
+            ws = [big["weight"], small["weight"]]
+            adamop.adam_update_multi(ws, [big["grad"], small["grad"]],
+                                     [big["mean"], small["mean"]], [big["var"], small["var"]],
+                                     out=ws, backend="triton", **PARAMS["plain"])
+            for k in ("weight", "mean", "var"):
+                assert_bitexact(small[k], exp[k], f"small tensor {k}")
+        for k in ("weight", "mean", "var"):
+            want = torch.from_numpy(exp[k]).cuda().view(torch.int16)
+            rows_ok = (big[k].view(torch.int16).view(-1, period) == want).all(dim=1)
+            bad = (~rows_ok).nonzero()
+            assert bad.numel() == 0, f"{k}: periods {bad[:5].flatten().tolist()} differ"
+            del rows_ok
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        del big
+        _release()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "std"])
+def test_row_sparse_beyond_2_31_elements(lazy: bool) -> None:
+    """A (2^21 + 8) x 1024 float16 table (2^31 + 8192 elements) with grad rows on both sides of
+    element 2^31; the standard update also sweeps every other row (zeros stay zeros)."""
+    rows, cols = BIG_ROWS
+    if _free_gib() < 3 * rows * cols * 2 / 2 ** 30 + 3:
+        pytest.skip(f"needs ~16 GiB of free GPU memory, {_free_gib():.1f} GiB free")
+    rng = np.random.default_rng(32)
+    w, m, v = (torch.zeros(rows, cols, dtype=torch.float16, device="cuda") for _ in range(3))
+    try:
+        first = TWO_31 // cols                      # the first row at or past element 2^31
+        idx = np.array([0, first - 1, first, rows - 1], dtype=np.int64)
+        gdata = _draw(rng, (idx.size, cols), "float16", "grad")
+        sub = {k: np.zeros((idx.size, cols), np.float16) for k in ("w", "m", "v")}
+        kw = dict(lr=0.01, epsilon=1e-3)
+        s = adamop.AdamParams.from_kwargs(dict(kw, lazy_update=lazy)).scalars(np.dtype("float16"))
+        reference.adam_rows(sub["w"], gdata, np.arange(idx.size), sub["m"], sub["v"], sub["w"], s,
+                            reference.LAZY if lazy else reference.STD)
+        grad = RowSparseArray(torch.from_numpy(gdata).cuda(), torch.from_numpy(idx).cuda(),
+                              (rows, cols))
+        adamop.adam_update(w, grad, m, v, out=w, backend="triton", lazy_update=lazy, **kw)
+        t_idx = torch.from_numpy(idx).cuda()
+        for name, t in (("w", w), ("m", m), ("v", v)):
+            assert_bitexact(t[t_idx], sub[name], f"{name} updated rows")
+            assert int(t.count_nonzero()) == int(np.count_nonzero(sub[name])), f"{name}: others"
+    finally:
+        del w, m, v
+        _release()
 
 
 # ---- batched launch ------------------------------------------------------------------------------
@@ -329,7 +332,7 @@ def test_two_thousand_tensors_in_one_call(dtype: str) -> None:
     with np.errstate(all="ignore"):
         for h, lr in zip(host, lrs):
             s = adamop.AdamParams.from_kwargs(dict(lr=lr, wd=0.01)).scalars(np.dtype(dtype))
-            reference.adam_dense(h["w"], h["g"], h["m"], h["v"], h["w"], s)
+            reference.adam_dense(h["w"], h["g"], h["m"], h["v"], h["w"], s, reference.DENSE)
     for i, (h, d) in enumerate(zip(host, dev)):
         for k in ("w", "m", "v"):
             assert_bitexact(d[k], h[k], f"tensor {i} {k}")
@@ -359,8 +362,8 @@ def test_embedding_sparse_grad(lazy: bool) -> None:
     coalesced = grad.detach().coalesce().cpu()
     gdata, rows = coalesced.values().numpy(), coalesced.indices()[0].numpy()
     s = adamop.AdamParams.from_kwargs(dict(lr=0.01)).scalars(np.dtype("float32"))
-    kernel = reference.adam_lazy if lazy else reference.adam_std
-    kernel(host["w"], gdata, rows, host["m"], host["v"], host["w"], s)
+    reference.adam_rows(host["w"], gdata, rows, host["m"], host["v"], host["w"], s,
+                        reference.LAZY if lazy else reference.STD)
     result = adamop.adam_update(w, grad, m, v, lr=0.01, lazy_update=lazy, out=w)
     assert result is w
     for k, t in (("w", w), ("m", m), ("v", v)):

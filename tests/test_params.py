@@ -170,7 +170,7 @@ def test_given_keeps_strings_and_skips_none():
 def test_scalars_compare_by_their_bits(name):
     """-0.0 == 0.0 as floats, but the kernels give different bits for them (w * -0.0 is -0.0),
     so Scalars, which caches may be keyed on, must tell them apart; equal bits compare equal."""
-    from adamop.params import AdamParams
+    from adamop import AdamParams
     f32 = np.dtype("float32")
     neg = AdamParams.from_kwargs({"lr": 0.1, name: "-0.0"}).scalars(f32)
     pos = AdamParams.from_kwargs({"lr": 0.1, name: "0.0"}).scalars(f32)

@@ -240,9 +240,9 @@ def test_forward_equals_imperative_over_steps(dtype, rng, backend):
 
 def test_group_runs_as_one_batch_and_chain_as_two(rng, monkeypatch):
     calls = []
-    real = executor_mod.update_batch
-    monkeypatch.setattr(executor_mod, "update_batch",
-                        lambda inputs, *rest: calls.append(len(inputs)) or real(inputs, *rest))
+    real = executor_mod.Planner.run
+    monkeypatch.setattr(executor_mod.Planner, "run", lambda self, columns, *rest, **kw:
+                        calls.append(len(columns[0])) or real(self, columns, *rest, **kw))
     heads, args, aux = [], {}, {}
     for i in range(25):
         names = [f"p{i}_{k}" for k in ("w", "g", "m", "v")]

@@ -6,8 +6,9 @@ in a child process started with ``TRITON_INTERPRET=1`` (this file, run as a scri
 case and writes ``{case id: None or the mismatch}``; each test here reads its own entry.
 
 What the interpreter cannot check: FMA contraction, the IEEE-ness of GPU division and square root,
-and > 2^31-element offsets (NumPy computes every operation exactly rounded; the memory is not
-there). ``tests/test_gpu.py`` checks those on a CUDA device.
+how a negation is lowered (NumPy computes every operation exactly rounded), and > 2^31-element
+offsets (the memory is not there). ``tests/test_triton_ptx.py`` checks the compiled code for
+sm_90 without a GPU; ``tests/test_gpu.py`` checks everything on a CUDA device.
 """
 from __future__ import annotations
 
@@ -65,10 +66,12 @@ LAUNCHES = {
     "uniform": (("float32",) * 8, ("plain",) * 8, (1, 0)),
     "two-dtypes": (("float32", "float16") * 4, ("plain",) * 8, (2, 0)),
     "two-clip-modes": (("float64",) * 8, ("plain", "clip") * 4, (2, 0)),
-    "single": (("float32",), ("plain",), (0, 1)),
+    "single": (("float32",), ("plain",), (1, 0)),   # a batch of one: the same batched launch
 }
 MULTI = ("uniform", "per-tensor", "mixed-clip", "noncontiguous", "same-weight-twice",
          "reads-another-write", "strided-view-of-another", "planned-run-twice", "signed-zero-wd")
+# a batch in which one update writes what another reads or writes is refused, nothing written
+REFUSED = ("same-weight-twice", "reads-another-write", "strided-view-of-another")
 
 
 def _dense_ids() -> list[str]:
@@ -137,83 +140,6 @@ def test_child_ran_in_the_interpreter(results: dict) -> None:
     assert results["interpreted"] is None
 
 
-# ---- the kernels compiled for an H100 (sm_90) without a GPU: what reaches the hardware --------
-_SCALARS = ("lr", "beta1", "beta2", "epsilon", "wd", "rescale_grad", "clip_gradient")
-_FLOAT_FMA = r"\b(?:fma|mad)\.(?:[a-z]+\.)*f(?:16|32|64)\b"
-_APPROX = r"\b(?:div|sqrt|rcp|rsqrt|ex2|lg2)\.(?:approx|full)[\w.]*"
-
-
-def _compile_ptx(kernels, name: str, dtype: str, fusion: bool) -> str:
-    """PTX of one kernel as the backend specialises it (contiguous, 16-byte aligned)."""
-    import triton
-    import triton.language as tl
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    fn = getattr(kernels, name)
-    flags = dict(IS_F16=dtype == "fp16", IS_F64=dtype == "fp64", CLIP=True)
-    sig = {s: "fp32" for s in _SCALARS}
-    if name == "adam_dense_kernel":
-        ptrs = ["w_ptr", "g_ptr", "m_ptr", "v_ptr", "o_ptr"]
-        const = dict(w_s=1, g_s=1, m_s=1, v_s=1, o_s=1, BLOCK=2048, **flags)
-        sig.update({p: f"*{dtype}" for p in ptrs}, n="i64")
-        aligned = ptrs + ["n"]
-    elif name == "adam_multi_kernel":
-        ptrs = ["table_ptr", "chunk_tensor_ptr", "chunk_first_ptr", "scalars_ptr"]
-        const = dict(DT=getattr(tl, {"fp16": "float16", "fp32": "float32"}.get(dtype, "float64")),
-                     PER_TENSOR=True, ALIGNED=True, BLOCK=2048, **flags)
-        sig.update(dict(zip(ptrs, ["*i64", "*i32", "*i64", "*fp32"])))
-        aligned = ptrs
-    else:
-        ptrs = ["w_ptr", "gd_ptr", "gi_ptr", "pos_ptr", "m_ptr", "v_ptr", "o_ptr"]
-        const = dict(w_cs=1, g_cs=1, m_cs=1, v_cs=1, o_cs=1, LAZY=False, BLOCK_R=32, BLOCK_C=64,
-                     **flags)
-        sig.update({p: "*i64" if p in ("gi_ptr", "pos_ptr") else f"*{dtype}" for p in ptrs})
-        sig.update(n_rows="i64", n_cols="i32", n_col_blocks="i32",
-                   **{f"{a}_rs": "i64" for a in "wgmvo"})
-        aligned = ptrs + ["n_cols"] + [f"{a}_rs" for a in "wgmvo"]
-    sig.update({k: "constexpr" for k in const})
-    sig = {a: sig[a] for a in fn.arg_names}
-    attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
-    compiled = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
-                              options=dict(num_warps=4, enable_fp_fusion=fusion))
-    return compiled.asm["ptx"]
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    if not HAVE_TRITON:
-        pytest.skip("triton is not installed (pip install triton)")
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        pytest.skip("TRITON_INTERPRET=1 is set in this process: nothing is compiled")
-    from adamop.backends import triton_backend, triton_kernels
-    assert triton_backend._OPTIONS["enable_fp_fusion"] is False     # what every launch passes
-    return triton_kernels
-
-
-@pytest.mark.parametrize("name, dtype", [
-    ("adam_dense_kernel", "fp16"), ("adam_dense_kernel", "fp32"), ("adam_dense_kernel", "fp64"),
-    ("adam_multi_kernel", "fp32"), ("adam_rows_kernel", "fp32"), ("adam_rows_kernel", "fp64")])
-def test_compiled_ptx_is_ieee_without_contraction(kernels, name: str, dtype: str) -> None:
-    """The PTX for sm_90: no float multiply-add, no approximate division or square root, every
-    float add and multiply carrying an explicit .rn (which ptxas never contracts), no flush of
-    subnormals, and vector loads (the bandwidth path). (LLVM may turn a float32 add of two
-    widened halves, rounded to half, into a native half add: the same correctly rounded value.)"""
-    import re
-    ptx = _compile_ptx(kernels, name, dtype, fusion=False)
-    assert not re.findall(_FLOAT_FMA, ptx) and not re.findall(_APPROX, ptx)
-    width = dtype[2:] if dtype != "fp16" else "32"        # half is computed in float32
-    assert f"div.rn.f{width}" in ptx and f"sqrt.rn.f{width}" in ptx
-    assert not re.findall(r"\b(?:mul|add|sub)\.f(?:32|64)\b", ptx)   # all .rn
-    assert ".ftz" not in ptx                       # subnormals kept, as on MXNet's CPU
-    assert re.search(r"ld\.global[\w.]*\.v[24]", ptx)
-
-
-def test_fma_check_can_fail(kernels) -> None:
-    """With contraction allowed the same check finds fma: it is not vacuous."""
-    import re
-    assert re.findall(_FLOAT_FMA, _compile_ptx(kernels, "adam_dense_kernel", "fp32", fusion=True))
-
-
 # ---- host-side helpers of the backend (no kernel runs) ----------------------------------------
 @pytest.fixture(scope="module")
 def tb():
@@ -239,18 +165,6 @@ def test_flat_stride(tb, view, stride) -> None:
 def test_row_strides(tb, view, strides) -> None:
     import torch
     assert tb._row_strides(view(torch.zeros(4, 5, 8))) == strides
-
-
-def test_overlap_detection(tb) -> None:
-    import torch
-    a, b, c, d, e = (torch.zeros(100) for _ in range(5))
-    task = lambda *x: x + (None,)     # noqa: E731  (weight, grad, mean, var, out, scalars)
-    assert not tb._overlapping([task(a, b, c, d, a), task(e, b, torch.zeros(100),
-                                                          torch.zeros(100), e)])   # shared grad
-    assert tb._overlapping([task(a, b, c, d, a), task(e, a, torch.zeros(100),
-                                                      torch.zeros(100), e)])    # reads a write
-    assert tb._overlapping([task(a, b, c, d, a), task(a[50:], e, torch.zeros(50),
-                                                      torch.zeros(50), a[50:])])  # writes twice
 
 
 # ---- the child: TRITON_INTERPRET=1 -------------------------------------------------------------
@@ -300,7 +214,7 @@ def _run_all() -> dict[str, Any]:
             w, g, m, v, o = (view(store[k]) for k in ("weight", "grad", "mean", "var", "out"))
             o = {"out=weight": w, "out=mean": m}.get(alias, o)
             g = w if alias == "grad=weight" else g
-            fn(w, g, m, v, o, s)
+            fn(w, g, m, v, o, s, reference.DENSE)
         return compare((k, tst[k], ref[k]) for k in bases)
 
     for key in _dense_ids():
@@ -318,18 +232,21 @@ def _run_all() -> dict[str, Any]:
         ref = {k: b.copy() for k, b in bases.items()}
         tst = {k: torch.from_numpy(b.copy()) for k, b in bases.items()}
         s = scalars(dtype, p)
-        kern = {"lazy": (reference.adam_lazy, tb.adam_lazy),
-                "std": (reference.adam_std, tb.adam_std)}[path]
+        rule = {"lazy": reference.LAZY, "std": reference.STD}[path]
         reference_args = (gdata, gidx)
         kernel_args = (torch.from_numpy(gdata.copy()), torch.from_numpy(gidx))
-        for store, fn, (gd, gi) in ((ref, kern[0], reference_args), (tst, kern[1], kernel_args)):
+        for store, fn, (gd, gi) in ((ref, reference.adam_rows, reference_args),
+                                    (tst, tb.adam_rows, kernel_args)):
             w, m, v = (view(store[k]) for k in ("weight", "mean", "var"))
-            fn(w, gd, gi, m, v, w, s)
+            fn(w, gd, gi, m, v, w, s, rule)
         return compare((k, tst[k], ref[k]) for k in bases)
 
     for key in _rows_ids():
         path, d, r, p = key.split("-", 3)
         record(key, lambda: rows_case(path, d, r, p))
+
+    # batches: the public API on torch CPU tensors, with dispatch sending them to this backend
+    adamop.dispatch.select = lambda device, explicit=None: (TRITON, tb)
 
     def multi_case(dtype: str, mode: str) -> str | None:
         sizes = [1, 2047, 2048, 2049, 0, 5000, 3, 700]
@@ -340,50 +257,54 @@ def _run_all() -> dict[str, Any]:
                 b["weight"] = np.abs(b["weight"])
                 b["grad"][::2] = -0.0
                 b["mean"][::2] = -0.0
-        pnames = ["plain"] * len(sizes)
+        kwargs = [dict(PARAMS["plain"]) for _ in sizes]
         if mode in ("per-tensor", "mixed-clip"):
-            pnames = ["plain" if i % 2 else "clip" for i in range(len(sizes))]
-        per_tensor_lr = mode == "per-tensor"
+            kwargs = [dict(PARAMS["plain" if i % 2 else "clip"]) for i in range(len(sizes))]
+        if mode == "per-tensor":         # same clip mode, different lr: one launch, scalar table
+            kwargs = [dict(PARAMS["clip"], lr=0.001 * (i + 1)) for i in range(len(sizes))]
+        if mode == "signed-zero-wd":     # equal under ==, not in their bits
+            kwargs = [dict(lr=0.01, wd="-0.0" if i % 2 else "0.0") for i in range(len(sizes))]
         stores = {}
         for lib in ("np", "t"):
             conv = (lambda a: a.copy()) if lib == "np" else (lambda a: torch.from_numpy(a.copy()))
             stores[lib] = [{k: conv(a) for k, a in b.items()} for b in bases]
-        tasks = {}
+        columns = {}
         for lib, store in stores.items():
-            ts = []
-            for i, st in enumerate(store):
-                s = scalars(dtype, pnames[i])
-                if per_tensor_lr:      # same clip mode, different lr: one launch, scalar table
-                    s = adamop.AdamParams.from_kwargs(
-                        dict(PARAMS["clip"], lr=0.001 * (i + 1))).scalars(np.dtype(dtype))
-                w, g, m, v = st["weight"], st["grad"], st["mean"], st["var"]
-                if mode == "signed-zero-wd":   # equal under ==, not in their bits
-                    s = adamop.AdamParams.from_kwargs(
-                        dict(lr=0.01, wd="-0.0" if i % 2 else "0.0")).scalars(np.dtype(dtype))
-                if mode == "noncontiguous" and i == 5:
-                    w, g, m, v = (x[::2] for x in (w, g, m, v))
-                ts.append((w, g, m, v, w, s))
-            other = scalars(dtype, "clip")       # updates with other scalars do not commute
-            if mode == "same-weight-twice":      # must apply in order, as the reference does
-                ts.append(ts[5][:5] + (other,))
-            if mode == "strided-view-of-another":   # a strided task (launched on its own)
-                ts.append(tuple(x[::2] for x in ts[5][:5]) + (other,))   # after a batched one
-            if mode == "reads-another-write":    # task 2 reads task 1's new weight as its grad
-                w1 = ts[1][0]
-                ts[2] = (ts[2][0][:2047], w1) + tuple(x[:2047] for x in ts[2][2:5]) + (ts[2][5],)
-            tasks[lib] = ts
-        reference.adam_dense_multi(tasks["np"])
-        if mode == "planned-run-twice":          # plan once, launch twice: two steps
-            reference.adam_dense_multi(tasks["np"])
-            run = tb.plan_dense_multi(tasks["t"])
-            run()
-            run()
-        elif mode == "signed-zero-wd":           # one launch each, then a batch of the rest
-            tb.adam_dense(*tasks["t"][0])
-            tb.adam_dense(*tasks["t"][1])
-            tb.adam_dense_multi(tasks["t"][2:])
-        else:
-            tb.adam_dense_multi(tasks["t"])
+            cols = [[st[k] for st in store] for k in ("weight", "grad", "mean", "var")]
+            if mode == "noncontiguous":      # a strided member runs on its own
+                for c in cols:
+                    c[5] = c[5][::2]
+            if mode == "same-weight-twice":
+                for c in cols:
+                    c.append(c[5])
+            if mode == "strided-view-of-another":
+                for c in cols:
+                    c.append(c[5][::2])
+            if mode == "reads-another-write":    # update 2 reads update 1's new weight
+                cols = [[x[:2047] if i == 2 else x for i, x in enumerate(c)] for c in cols]
+                cols[1][2] = cols[0][1][:2047]
+            columns[lib] = cols
+        each = [kwargs[i % len(kwargs)] for i in range(len(columns["t"][0]))]
+        per = {k: [kw.get(k) for kw in each] for k in dict.fromkeys(k for kw in each for k in kw)}
+        if mode in REFUSED:
+            before = [x.clone() for c in columns["t"] for x in c]
+            try:
+                adamop.adam_update_multi(*columns["t"], out=columns["t"][0], **per)
+            except ValueError as exc:
+                if "share memory" not in str(exc):
+                    return f"refused with another message: {exc}"
+            else:
+                return "an overlapping batch was not refused"
+            after = [x for c in columns["t"] for x in c]
+            return compare((f"input {i}", a, b.numpy()) for i, (a, b) in
+                           enumerate(zip(after, before)))
+        for step in range(2 if mode == "planned-run-twice" else 1):   # a kept plan runs again
+            for i, kw in enumerate(each):
+                w, g, m, v = (c[i] for c in columns["np"])
+                reference.adam_dense(w, g, m, v, w,
+                                     adamop.AdamParams.from_kwargs(kw).scalars(np.dtype(dtype)),
+                                     reference.DENSE)
+            adamop.adam_update_multi(*columns["t"], out=columns["t"][0], **per)
         return compare((f"[{i}].{k}", stores["t"][i][k], stores["np"][i][k])
                        for i in range(len(sizes)) for k in bases[i])
 
@@ -402,14 +323,16 @@ def _run_all() -> dict[str, Any]:
             return self.kernel[grid]
 
     def launches_case(dtypes, pnames, want) -> str | None:
-        tasks = []
-        for d, p in zip(dtypes, pnames):
-            w, g, m, v = (torch.from_numpy(draw((3000,), d, k)) for k in ("w", "g", "m", "v"))
-            tasks.append((w, g, m, v, w, scalars(d, p)))
+        cols: list[list] = [[], [], [], []]
+        for d in dtypes:
+            for c, k in zip(cols, ("weight", "grad", "mean", "var")):
+                c.append(torch.from_numpy(draw((3000,), d, k)))
+        per = {k: [PARAMS[p].get(k) for p in pnames] for k in ("lr", "wd", "rescale_grad",
+                                                               "clip_gradient")}
         counts = Counted(tb.adam_multi_kernel), Counted(tb.adam_dense_kernel)
         tb.adam_multi_kernel, tb.adam_dense_kernel = counts
         try:
-            tb.adam_dense_multi(tasks)
+            adamop.adam_update_multi(*cols, out=cols[0], **per)
         finally:
             tb.adam_multi_kernel, tb.adam_dense_kernel = (c.kernel for c in counts)
         got = tuple(c.n for c in counts)
@@ -418,9 +341,7 @@ def _run_all() -> dict[str, Any]:
     for name, (dts, pns, want) in LAUNCHES.items():
         record(f"launches-{name}", lambda: launches_case(dts, pns, want))
 
-    # golden: the public API on torch CPU tensors, with dispatch sending them to this backend
-    adamop.dispatch.select = lambda device, explicit=None: (TRITON, tb)
-
+    # golden: the public API on torch CPU tensors, sent to this backend (as the batches above)
     def to_torch(x):
         if isinstance(x, RowSparseArray):
             return RowSparseArray(torch.from_numpy(x.data.copy()),

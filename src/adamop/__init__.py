@@ -8,8 +8,8 @@ from . import backends as _backends  # noqa: F401  (registers the backends; impo
 from . import sparse, sym
 from .api import adam_update, adam_update_multi
 from .dispatch import BackendUnavailableError
+from .ops.adam import AdamParams
 from .optimizer import bias_corrected_lr
-from .params import AdamParams
 from .storage import RowSparseArray
 
 __version__ = "0.1.0"

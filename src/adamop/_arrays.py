@@ -4,6 +4,7 @@ PyTorch is never imported here: a tensor can only exist if its caller already im
 """
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -55,10 +56,17 @@ def numpy_view(x: Any) -> np.ndarray:
 
 
 class _Interface:
-    """Carries an ``__array_interface__`` for :func:`address_view`."""
+    """Carries an ``__array_interface__`` for :func:`address_view` and :func:`host_array`."""
 
     def __init__(self, interface: dict) -> None:
         self.__array_interface__ = interface
+
+
+def host_array(address: int, dtype: np.dtype, shape: tuple) -> np.ndarray:
+    """A C-contiguous NumPy array over host memory at ``address`` that its caller keeps alive."""
+    return np.asarray(_Interface({"version": 3, "data": (int(address), False),
+                                  "typestr": np.dtype(dtype).str,
+                                  "shape": tuple(int(d) for d in shape), "strides": None}))
 
 
 def address_view(x: Any) -> np.ndarray:
@@ -97,8 +105,7 @@ def describe(x: Any) -> str:
         return f"numpy.ndarray {x.dtype} {tuple(x.shape)}"
     if is_torch_tensor(x):
         return f"torch.Tensor {str(x.dtype).replace('torch.', '')} {tuple(x.shape)} on {x.device}"
-    from .storage import RowSparseArray
-    if isinstance(x, RowSparseArray):
+    if getattr(x, "stype", None) == "row_sparse":   # a RowSparseArray describes itself
         return repr(x)
     return type(x).__module__ + "." + type(x).__qualname__
 
@@ -139,6 +146,50 @@ def as_library(x: Any, lib: str) -> Any:
     return x
 
 
+def overlaps_itself(shape: tuple, strides: tuple, itemsize: int) -> bool:
+    """True if an array may address one element from two indices (a zero stride from
+    ``expand``/``broadcast_to``, or strides too small for the dimensions they step over).
+
+    Sorted by stride, every stride must step over all the elements of the smaller ones; a layout
+    that fails this is refused even if it happens to interleave without overlap (no real
+    parameter or state is laid out so).
+    """
+    reach = itemsize
+    for n, stride in sorted(((n, abs(st)) for n, st in zip(shape, strides) if n > 1),
+                            key=lambda d: d[1]):
+        if stride < reach:
+            return True
+        reach = stride * (n - 1) + reach
+    return False
+
+
+_MAPS = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) .([w-])", re.M)
+
+
+def in_readonly_memory(address: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """True where ``[address, address + nbytes)`` of host memory touches a mapping the process
+    may not write: a read-only file mapped by NumPy and wrapped by ``torch.from_numpy``, which
+    torch does not refuse, and a write to which would kill the process. Read from
+    ``/proc/self/maps``; where the OS has no such file nothing can be told (all False).
+    """
+    address = np.asarray(address, np.int64)
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            text = f.read()
+    except OSError:
+        return np.zeros(address.shape, bool)
+    spans = np.array([(int(a, 16), int(b, 16)) for a, b, w in _MAPS.findall(text) if w == b"-"],
+                     np.uint64).reshape(-1, 2)
+    spans = spans[np.argsort(spans[:, 0])]
+    lo = address.astype(np.uint64)
+    hi = lo + np.asarray(nbytes, np.int64).astype(np.uint64)
+    k = np.searchsorted(spans[:, 0], lo, side="right") - 1
+    inside = (k >= 0) & (lo < spans[np.maximum(k, 0), 1]) if len(spans) else np.zeros(lo.shape,
+                                                                                        bool)
+    crosses = np.searchsorted(spans[:, 0], hi, side="left") > k + 1   # a read-only span starts
+    return (inside | crosses) & (hi > lo)                              # inside the range
+
+
 def byte_bounds(a: np.ndarray) -> tuple[int, int]:
     """[low, high) addresses of the bytes an array can touch (NumPy 1 and 2 alike)."""
     low = high = a.__array_interface__["data"][0]
@@ -146,3 +197,18 @@ def byte_bounds(a: np.ndarray) -> tuple[int, int]:
         reach = (n - 1) * stride
         low, high = (low + reach, high) if reach < 0 else (low, high + reach)
     return low, high + a.itemsize
+
+
+def byte_bounds_span(a: np.ndarray) -> tuple[int, int]:
+    """(first address, bytes) of the memory an array can touch."""
+    low, high = byte_bounds(a)
+    return low, high - low
+
+
+def span_view(address: int, nbytes: int) -> np.ndarray:
+    """An address-only array over ``nbytes`` bytes at ``address`` (host or device), for overlap
+    checks: nothing may read it."""
+    if nbytes == 0:
+        return np.empty(0, dtype="V1")
+    return np.asarray(_Interface({"version": 3, "data": (int(address), False), "typestr": "|V1",
+                                  "shape": (int(nbytes),), "strides": None}))

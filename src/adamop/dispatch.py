@@ -25,9 +25,9 @@ class BackendUnavailableError(ValueError):
 class KernelSpec:
     """A backend: where it runs, what it needs, and the module that holds its kernels.
 
-    The module defines ``adam_dense``, ``adam_lazy``, ``adam_std`` and ``adam_dense_multi`` with
-    the contract of :mod:`adamop.reference`, over NumPy arrays (``array_library='numpy'``) or
-    torch tensors (``'torch'``).
+    The module defines ``adam_dense``, ``adam_rows`` and ``adam_dense_batch`` with the contract
+    of :mod:`adamop.reference` (the rules of each kernel path are handed in), over NumPy arrays
+    (``array_library='numpy'``) or torch tensors (``'torch'``); a batch holds addresses only.
     """
 
     name: str
@@ -89,18 +89,22 @@ def explain(device: str = "cpu") -> list[tuple[str, str | None]]:
 def select(device: str, explicit: str | None = None) -> tuple[KernelSpec, ModuleType]:
     """The backend for arrays on ``device``: ``explicit`` if given, else ``$ADAMOP_BACKEND`` if
     set, else the best available one."""
-    explicit = explicit or os.environ.get("ADAMOP_BACKEND") or None
-    if explicit is not None:
+    source, fix = "", "Leave backend=None to choose automatically"
+    if not explicit and os.environ.get("ADAMOP_BACKEND"):
+        explicit = os.environ["ADAMOP_BACKEND"]
+        source = " (from the environment variable ADAMOP_BACKEND)"
+        fix = "Unset ADAMOP_BACKEND to choose automatically"
+    if explicit:
         spec = _REGISTRY.get(explicit)
         if spec is None:
             raise BackendUnavailableError(
-                f"unknown backend {explicit!r}; expected one of {', '.join(_REGISTRY)} "
+                f"unknown backend {explicit!r}{source}; expected one of {', '.join(_REGISTRY)} "
                 f"(see `adamop info`)")
         reason = _rejection(spec, device)
         if reason is not None:
             raise BackendUnavailableError(
-                f"backend {explicit!r} cannot run these arrays: {reason}. Leave backend=None to "
-                f"choose automatically (see `adamop info`)")
+                f"backend {explicit!r}{source} cannot run these arrays: {reason}. {fix} (see "
+                f"`adamop info`)")
         return spec, spec.load()
     reasons = []
     for spec in _BEST_FIRST:

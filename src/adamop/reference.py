@@ -12,21 +12,50 @@ every operation, which NumPy's float16 ufuncs do). With scalars ``s`` cast to th
     v &\leftarrow \beta_2 v + ((1-\beta_2) g) g\\
     w' &= w - (lr\cdot m) / (\sqrt{v} + \epsilon)
 
-No bias correction. The row_sparse kernels differ only in how ``v`` is rounded (see each one).
+No bias correction. MXNet's three kernels differ only in which rows they touch and in how ``v``
+is rounded: that is decided here, once, by a :class:`PathRule` that every backend is handed and
+transcribes (no backend decides it for itself).
 
-Kernel contract (shared by every CPU backend): arrays are NumPy arrays of one dtype, any strides;
-``out`` may be the same view as ``weight``, ``grad``, ``mean`` or ``var`` (each element is read
-before it is written, and ``out`` is written last); ``grad_indices`` is ascending, unique int64.
+Kernel contract (shared by every backend): arrays of one dtype, any strides; ``out`` may be the
+same view as ``weight``, ``grad``, ``mean`` or ``var`` (each element is read before it is written,
+and ``out`` is written last); ``grad_indices`` is ascending, unique int64, in range.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from .params import Scalars
 
-__all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi"]
+__all__ = ["PathRule", "DENSE", "LAZY", "STD", "adam_dense", "adam_rows", "adam_dense_batch"]
+
+
+@dataclass(frozen=True)
+class PathRule:
+    """How one of MXNet's kernels computes (SPEC B §3).
+
+    Attributes:
+        name: ``'dense'``, ``'lazy'`` or ``'std'``.
+        rows: ``'every'`` element of a dense grad; the grad's ``'stored'`` rows only (lazy); or
+            ``'all'`` rows of the table with a row_sparse grad (std: a row the grad lacks uses
+            ``g = w*wd`` alone, with no ``0*rg`` term).
+        square_first: when ``v``'s increment is ``(1-b2)*(g*g)`` instead of ``((1-b2)*g)*g``:
+            ``'never'``, ``'when_clipping'`` or ``'always'``.
+    """
+
+    name: str
+    rows: str
+    square_first: str
+
+    def v_square_first(self, clip: bool) -> bool:
+        return self.square_first == "always" or (self.square_first == "when_clipping" and clip)
+
+
+DENSE = PathRule("dense", "every", "never")            # AdamUpdateKernel
+LAZY = PathRule("lazy", "stored", "when_clipping")     # AdamDnsRspDnsKernel (CPU)
+STD = PathRule("std", "all", "always")                 # AdamStdDnsRspDnsKernel
 
 
 def _clip(g: np.ndarray, c: np.floating) -> np.ndarray:
@@ -34,62 +63,61 @@ def _clip(g: np.ndarray, c: np.floating) -> np.ndarray:
     return np.where(g > c, c, np.where(g < -c, -c, g))
 
 
-def _step(w, g_raw_rescaled, m, v, s: Scalars, *, v_square_first: bool):
+def _prologue(grad: np.ndarray, w: np.ndarray, s: Scalars) -> np.ndarray:
+    """The gradient the moments see, before clipping: ``grad*rg + w*wd``."""
+    return grad * s.rescale_grad + w * s.wd
+
+
+def _step(w, g, m, v, s: Scalars, v_square_first: bool):
     """Clip, the moment updates and the new weight, in MXNet's rounding order."""
-    g = _clip(g_raw_rescaled, s.clip_gradient) if s.clip else g_raw_rescaled
-    m = s.beta1 * m + s.one_minus_beta1 * g
-    v = s.beta2 * v + (s.one_minus_beta2 * (g * g) if v_square_first
-                       else (s.one_minus_beta2 * g) * g)
+    one = s.dtype.type(1)
+    if s.clip:
+        g = _clip(g, s.clip_gradient)
+    m = s.beta1 * m + (one - s.beta1) * g
+    v = s.beta2 * v + ((one - s.beta2) * (g * g) if v_square_first else ((one - s.beta2) * g) * g)
     w = w - (s.lr * m) / (np.sqrt(v) + s.epsilon)
     return w, m, v
 
 
-def adam_dense(weight, grad, mean, var, out, s: Scalars) -> None:
-    """The dense kernel (``AdamUpdateKernel``): every element, ``v`` as ``((1-b2)*g)*g``."""
+def adam_dense(weight, grad, mean, var, out, s: Scalars, rule: PathRule) -> None:
+    """The dense kernel (``rule`` is :data:`DENSE`): every element."""
     with np.errstate(all="ignore"):
-        g = grad * s.rescale_grad + weight * s.wd
-        w, m, v = _step(weight, g, mean, var, s, v_square_first=False)
+        w, m, v = _step(weight, _prologue(grad, weight, s), mean, var, s,
+                        rule.v_square_first(s.clip))
     mean[...] = m
     var[...] = v
     out[...] = w
 
 
-def adam_lazy(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The lazy row_sparse kernel (``AdamDnsRspDnsKernel``, CPU): only the grad's rows change.
-
-    With clipping, MXNet's CPU kernel squares the clipped gradient first: ``(1-b2)*(g*g)``;
-    without, it uses the dense order ``((1-b2)*g)*g``. Rows not in ``grad_indices`` are not
-    touched (``out`` must already hold the weight there).
-    """
-    if grad_indices.shape[0] == 0:
-        return
-    rows = grad_indices
+def adam_rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars,
+              rule: PathRule) -> None:
+    """A row_sparse kernel: :data:`LAZY` (only the grad's rows change; ``out`` must already hold
+    the weight elsewhere) or :data:`STD` (every row changes)."""
+    square_first = rule.v_square_first(s.clip)
     with np.errstate(all="ignore"):
-        w0 = weight[rows]
-        g = grad_data * s.rescale_grad + w0 * s.wd
-        w, m, v = _step(w0, g, mean[rows], var[rows], s, v_square_first=s.clip)
-    mean[rows] = m
-    var[rows] = v
-    out[rows] = w
-
-
-def adam_std(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The standard row_sparse kernel (``AdamStdDnsRspDnsKernel``): every row changes.
-
-    Rows in the grad use ``grad*rg + w*wd``; the others use ``w*wd`` alone (no ``0*rg`` term, so
-    an infinite ``rg`` gives no NaN there). ``v`` is ``(1-b2)*(g*g)`` with or without clipping.
-    """
-    with np.errstate(all="ignore"):
+        if rule.rows == "stored":
+            rows = grad_indices
+            if rows.shape[0] == 0:
+                return
+            w0 = weight[rows]
+            w, m, v = _step(w0, _prologue(grad_data, w0, s), mean[rows], var[rows], s,
+                            square_first)
+            mean[rows] = m
+            var[rows] = v
+            out[rows] = w
+            return
         g = weight * s.wd
         if grad_indices.shape[0]:
-            g[grad_indices] = grad_data * s.rescale_grad + weight[grad_indices] * s.wd
-        w, m, v = _step(weight, g, mean, var, s, v_square_first=True)
+            g[grad_indices] = _prologue(grad_data, weight[grad_indices], s)
+        w, m, v = _step(weight, g, mean, var, s, square_first)
     mean[...] = m
     var[...] = v
     out[...] = w
 
 
-def adam_dense_multi(tasks: Sequence[tuple]) -> None:
-    """Batched dense updates: ``tasks`` is a sequence of ``(weight, grad, mean, var, out, s)``."""
-    for task in tasks:
-        adam_dense(*task)
+def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A plan's batch of contiguous dense updates (:class:`adamop.plan.DenseBatch`), one by one
+    over 1-D views of their addresses; ``scalars[t]`` belongs to update ``t``."""
+    for t, (row, size) in enumerate(zip(batch.addresses.tolist(), batch.sizes.tolist())):
+        w, g, m, v, o = (batch.view(address, size) for address in row)
+        adam_dense(w, g, m, v, o, scalars[t], rule)

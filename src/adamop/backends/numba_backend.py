@@ -1,41 +1,34 @@
 """The fused multi-threaded CPU backend: Numba ``prange`` kernels (:mod:`.numba_kernels`).
 
 Same contract as :mod:`adamop.reference` (NumPy arrays of one dtype, any strides, ``out`` may be
-the same view as an input) and bit-identical to it. This module prepares views: arrays that
-cannot be seen as 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) without a copy are
-copied to contiguous buffers and written back in the reference's order (mean, var, then out).
+the same view as an input; rules handed in) and bit-identical to it. This module prepares views:
+arrays that cannot be seen as 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) without a
+copy are copied to contiguous buffers and written back in the reference's order (mean, var, out).
 
 Threads follow Numba's controls (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); the kernels
-compile on first use and are cached on disk (``NUMBA_CACHE_DIR`` moves the cache).
+compile on first use and are cached on disk (``NUMBA_CACHE_DIR`` moves the cache). Calls from
+several Python threads run one at a time: each kernel already uses every core, and Numba's
+``workqueue`` threading layer (what it picks where neither OpenMP nor TBB is installed) aborts
+the process when two threads launch parallel kernels at once.
 """
 from __future__ import annotations
 
-import functools
-from itertools import chain, repeat
-from operator import is_, itemgetter
-from typing import Sequence
+import threading
+from itertools import repeat
+from operator import is_
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..params import Scalars
+from ..reference import PathRule
 from . import numba_kernels as _k
 
-__all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi", "info"]
+__all__ = ["adam_dense", "adam_rows", "adam_dense_batch", "info"]
 
 _HALF = np.dtype(np.float16)
 _CHUNK = _k._CHUNK
-_FEW = 4
-
-
-@functools.lru_cache(maxsize=1024)   # Scalars hash their bits: -0.0 and 0.0 stay apart
-def _scalars(s: Scalars) -> tuple[np.ndarray, bool]:
-    """The kernel's scalar vector (float32 for float16 arrays, where every value is exact); read
-    only, as it is shared by every call with these scalars."""
-    ctype = np.float32 if s.dtype == _HALF else s.dtype
-    vector = np.array([s.lr, s.beta1, s.beta2, s.epsilon, s.wd, s.rescale_grad, s.clip_gradient,
-                       s.one_minus_beta1, s.one_minus_beta2], dtype=ctype)
-    vector.flags.writeable = False
-    return vector, bool(s.clip)
+_LAUNCH = threading.Lock()   # one parallel kernel at a time (see the module docstring)
 
 
 def _raw(a: np.ndarray) -> np.ndarray:
@@ -74,155 +67,95 @@ def _row_views(arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
     return out
 
 
-def adam_dense(weight, grad, mean, var, out, s: Scalars) -> None:
+def adam_dense(weight, grad, mean, var, out, s: Scalars, rule: PathRule) -> None:
     """The dense update (reference.adam_dense)."""
     if weight.size == 0:
         return
-    sc, clip = _scalars(s)
+    square_first = rule.v_square_first(s.clip)
     views = _flat_views((weight, grad, mean, var, out))
     if views is None:
-        _via_contiguous(_k.dense, (weight, grad, mean, var, out), (), sc, clip)
+        _via_contiguous(_k.dense, (weight, grad, mean, var, out), (), s, square_first)
         return
     w, g, m, v, o = (_raw(a) for a in views)
-    if _same(o, w):
-        _k.dense_inplace(w, g, m, v, sc, clip)
-    else:
-        _k.dense(w, g, m, v, o, sc, clip)
+    with _LAUNCH:
+        if _same(o, w):
+            _k.dense_inplace(w, g, m, v, s.vector, s.clip, square_first)
+        else:
+            _k.dense(w, g, m, v, o, s.vector, s.clip, square_first)
 
 
-def _via_contiguous(kernel, arrays, sparse, sc, clip) -> None:
+def _via_contiguous(kernel, arrays, sparse, s: Scalars, square_first: bool) -> None:
     """Run ``kernel`` on contiguous copies, then write mean, var and out back in that order."""
     w, g, m, v, out = (None if a is None else np.ascontiguousarray(a) for a in arrays)
     m, v, o = m.copy(), v.copy(), out.copy()   # fresh buffers: the kernel sees no aliasing
-    if kernel is _k.dense:
-        kernel(*(_raw(a).reshape(-1) for a in (w, g, m, v, o)), sc, clip)
-    else:
-        gd, idx = sparse
-        n = w.size // w.shape[0]
-        rows = [_raw(a).reshape(a.shape[0], n) for a in (w, m, v, o)]
-        kernel(rows[0], _raw(np.ascontiguousarray(gd)).reshape(gd.shape[0], n), idx, rows[1],
-               rows[2], rows[3], sc, clip)
+    with _LAUNCH:
+        if kernel is _k.dense:
+            kernel(*(_raw(a).reshape(-1) for a in (w, g, m, v, o)), s.vector, s.clip,
+                   square_first)
+        else:
+            gd, idx = sparse
+            n = w.size // w.shape[0]
+            rows = [_raw(a).reshape(a.shape[0], n) for a in (w, m, v, o)]
+            kernel(rows[0], _raw(np.ascontiguousarray(gd)).reshape(gd.shape[0], n), idx,
+                   rows[1], rows[2], rows[3], s.vector, s.clip, square_first)
     arrays[2][...] = m
     arrays[3][...] = v
     arrays[4][...] = o
 
 
-def _row_sparse(kernel, weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    sc, clip = _scalars(s)
+def adam_rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars,
+              rule: PathRule) -> None:
+    """A row_sparse update (reference.adam_rows): the lazy or the standard kernel."""
+    lazy = rule.rows == "stored"
+    if weight.size == 0 or (lazy and grad_indices.shape[0] == 0):
+        return
     idx = np.ascontiguousarray(grad_indices, dtype=np.int64)
+    if not _k.indices_ok(idx, weight.shape[0]):
+        raise ValueError(f"grad indices are no longer ascending, unique and in [0, "
+                         f"{weight.shape[0]}): they were changed after the RowSparseArray was "
+                         f"built; nothing was written")
+    kernel = _k.lazy if lazy else _k.std
+    square_first = rule.v_square_first(s.clip)
     views = _row_views((weight, mean, var, out))
     if views is None:
-        _via_contiguous(kernel, (weight, None, mean, var, out), (grad_data, idx), sc, clip)
+        _via_contiguous(kernel, (weight, None, mean, var, out), (grad_data, idx), s,
+                        square_first)
         return
     w, m, v, o = (_raw(a) for a in views)
     gd = _raw(np.ascontiguousarray(grad_data).reshape(grad_data.shape[0], w.shape[1]))
-    kernel(w, gd, idx, m, v, w if _same(o, w) else o, sc, clip)
+    with _LAUNCH:
+        kernel(w, gd, idx, m, v, w if _same(o, w) else o, s.vector, s.clip, square_first)
 
 
-def adam_lazy(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The lazy row_sparse update (reference.adam_lazy): only the grad's rows change."""
-    if grad_indices.shape[0] == 0 or weight.size == 0:
-        return
-    _row_sparse(_k.lazy, weight, grad_data, grad_indices, mean, var, out, s)
-
-
-def adam_std(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The standard row_sparse update (reference.adam_std): every row changes."""
-    if weight.size == 0:
-        return
-    _row_sparse(_k.std, weight, grad_data, grad_indices, mean, var, out, s)
-
-
-def adam_dense_multi(tasks: Sequence[tuple]) -> None:
-    """Batched dense updates, ``tasks`` = ``[(weight, grad, mean, var, out, s), ...]``.
-
-    The tasks of one dtype run as one parallel loop over fixed-size chunks of every tensor (one
-    kernel launch; the Python work per tensor is an ``id()`` per array). Tasks with a
-    non-contiguous array run one by one through :func:`adam_dense`.
+def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A plan's batch of contiguous dense updates (:class:`adamop.plan.DenseBatch`) in one
+    parallel loop over fixed-size chunks of every tensor: one kernel launch, whatever the number
+    of tensors. The chunk table is built once per batch; ``scalars[t]`` belongs to update t.
     """
-    if len(tasks) <= _FEW:   # the batch tables cost ~15 us: not worth it for a few tensors
-        for task in tasks:
-            adam_dense(*task)
+    if not len(batch.sizes):
         return
-    first = tasks[0][5]
-    # the usual call shares one Scalars object: an identity pass settles it at C speed
-    if all(map(is_, map(itemgetter(5), tasks), repeat(first))):
-        groups = {first.dtype: tasks}
-    else:
-        groups = {}
-        for task in tasks:
-            groups.setdefault(task[5].dtype, []).append(task)
-    for dtype, group in groups.items():
-        addr, sizes, ok = _inspect(group)
-        for t in np.flatnonzero(~ok):
-            adam_dense(*group[t])
-        keep = np.flatnonzero(ok & (sizes > 0))
-        if keep.shape[0]:
-            _multi(dtype, [group[t] for t in keep] if keep.shape[0] < len(group) else group,
-                   addr[keep], sizes[keep])
-
-
-def _inspect_slow(group: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    addr = np.array([[a.__array_interface__["data"][0] for a in t[:5]] for t in group],
-                    dtype=np.int64).reshape(len(group), 5)
-    sizes = np.array([t[0].size for t in group], dtype=np.int64)
-    ok = np.array([all(a.flags.c_contiguous and a.flags.aligned for a in t[:5]) for t in group],
-                  dtype=bool)
-    return addr, sizes, ok
-
-
-_HEAD = object.__basicsize__   # bytes before PyArrayObject_fields.data (16 on CPython 64-bit)
-_struct_ok: bool | None = None
-
-
-def _struct_layout_ok() -> bool:
-    """True if reading NumPy's array struct gives what ``__array_interface__`` says, here."""
-    global _struct_ok
-    if _struct_ok is None:
-        probe = [np.zeros((3, 5), np.float32), np.zeros(7)[::2], np.zeros((2, 3)).T,
-                 np.zeros(0, np.float16), np.zeros((), np.float64)]
-        rows = [tuple(probe) for _ in range(2)]
-        try:
-            got = _k.inspect_arrays(np.array([[id(a) for a in r] for r in rows], np.int64), _HEAD)
-            want = _inspect_slow([r + (None,) for r in rows])
-            sizes_ok = all(got[0][0, j] == want[0][0, j] for j in range(5))
-            _struct_ok = bool(sizes_ok and got[1][0] == 15 and not got[2][0])
-            single = _k.inspect_arrays(np.array([[id(probe[0])] * 5], np.int64), _HEAD)
-            _struct_ok = _struct_ok and bool(single[2][0]) and single[1][0] == 15
-        except Exception:   # an unusual interpreter: use the portable path
-            _struct_ok = False
-    return _struct_ok
-
-
-def _inspect(group: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data addresses (T, 5), sizes (T,), usable (T,)) of each task's five arrays."""
-    if not _struct_layout_ok():
-        return _inspect_slow(group)
-    # id() of every element of every task (C-level iteration), then the Scalars column dropped
-    ids = np.fromiter(map(id, chain.from_iterable(group)), np.int64, 6 * len(group))
-    return _k.inspect_arrays(np.ascontiguousarray(ids.reshape(len(group), 6)[:, :5]), _HEAD)
-
-
-def _multi(dtype: np.dtype, group: list[tuple], addr: np.ndarray, sizes: np.ndarray) -> None:
-    first_s = group[0][5]
-    if all(map(is_, map(itemgetter(5), group), repeat(first_s))):   # one set of hyperparameters
-        row_of, distinct = np.zeros(len(group), np.int64), [first_s]
+    items = batch.prepared.get("numba")
+    if items is None:
+        nchunks = (batch.sizes + _CHUNK - 1) // _CHUNK
+        task = np.repeat(np.arange(len(batch.sizes), dtype=np.int64), nchunks)
+        first = np.cumsum(nchunks) - nchunks
+        start = (np.arange(task.shape[0], dtype=np.int64) - first[task]) * _CHUNK
+        items = batch.prepared["numba"] = np.ascontiguousarray(
+            np.stack([task, start, np.minimum(start + _CHUNK, batch.sizes[task])], axis=1))
+    first_s = scalars[0]
+    if all(map(is_, scalars, repeat(first_s))):   # the usual call: one set of hyperparameters
+        rows, distinct = np.zeros(len(scalars), np.int64), [first_s]
     else:   # one scalar row per distinct Scalars object
-        rows: dict[int, int] = {}
-        row_of = np.array([rows.setdefault(id(t[5]), len(rows)) for t in group], np.int64)
-        by_id = {id(t[5]): t[5] for t in group}
-        distinct = [by_id[i] for i in rows]
-    packed = [_scalars(s) for s in distinct]
-    sc = np.stack([p[0] for p in packed])
-    clip = np.array([p[1] for p in packed], dtype=np.int8)
-    # items: every task cut into chunks of _CHUNK elements
-    nchunks = (sizes + _CHUNK - 1) // _CHUNK
-    task = np.repeat(np.arange(len(group), dtype=np.int64), nchunks)
-    first = np.cumsum(nchunks) - nchunks
-    start = (np.arange(task.shape[0], dtype=np.int64) - first[task]) * _CHUNK
-    items = np.stack([task, start, np.minimum(start + _CHUNK, sizes[task]), row_of[task]], axis=1)
-    like = np.empty(0, np.uint16 if dtype == _HALF else dtype)
-    _k.dense_multi(addr, items, sc, clip, like)   # the caller's tasks keep the arrays alive
+        index: dict[int, int] = {}
+        rows = np.array([index.setdefault(id(s), len(index)) for s in scalars], np.int64)
+        by_id = {id(s): s for s in scalars}
+        distinct = [by_id[i] for i in index]
+    sc = np.stack([s.vector for s in distinct])
+    clip = np.array([s.clip for s in distinct], np.int8)
+    square_first = np.array([rule.v_square_first(s.clip) for s in distinct], np.int8)
+    like = np.empty(0, np.uint16 if batch.dtype == _HALF else batch.dtype)
+    with _LAUNCH:   # the plan's caller keeps the arrays alive
+        _k.dense_multi(batch.addresses, items, rows, sc, clip, square_first, like)
 
 
 def info() -> dict:

@@ -10,9 +10,10 @@ next one uses it. float32 has 24 >= 2*11 + 2 bits, so this equals native float16
 NumPy's float16 ufuncs (SPEC B §1.3). The conversions are the CPU's F16C instructions where it
 has them, else integer bit operations and selects (both vectorise).
 
-Arrays are 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) of any layout; ``sc`` holds the
-scalars ``lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, 1-beta1, 1-beta2`` in the
-compute type (float32 for float16 arrays: every float16 scalar is a float32 exactly).
+Arrays are 1-D (dense) or 2-D ``(rows, row_length)`` (row_sparse) of any layout; ``sc`` is
+``Scalars.vector``: ``lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient`` in the compute
+type (float32 for float16 arrays: every float16 scalar is a float32 exactly). ``clip`` and
+``square_first`` come from the scalars and the path's rule (:class:`adamop.reference.PathRule`).
 """
 from __future__ import annotations
 
@@ -62,50 +63,6 @@ def _pointer(typingctx, address, like):
     def codegen(context, builder, sig, args):
         return builder.inttoptr(args[0], context.get_value_type(ptr_type))
     return ptr_type(address, like), codegen
-
-
-@intrinsic
-def _peek(typingctx, address, width):
-    """The integer of ``width`` (a literal 4 or 8) bytes stored at ``address``."""
-    bits = width.literal_value * 8 if isinstance(width, types.IntegerLiteral) else 64
-    result = types.int64 if bits == 64 else types.int32
-
-    def codegen(context, builder, sig, args):
-        ptr = builder.inttoptr(args[0], ir.IntType(bits).as_pointer())
-        return builder.load(ptr)
-    return result(address, width), codegen
-
-
-@njit(cache=True)
-def inspect_arrays(ids, head):
-    """Data address, size and usability of NumPy arrays given their ``id()``, read from the
-    public ``PyArrayObject_fields`` struct (after ``head`` bytes of object header: ``data``,
-    ``nd``, ``dimensions``, ``strides``, ``base``, ``descr``, ``flags``), ~50x faster than
-    ``__array_interface__`` per array. The caller keeps the arrays alive and checks the layout
-    once against ``__array_interface__`` before trusting it.
-
-    ``ok[t]`` is true when all of row t's arrays are C-contiguous and aligned, with equal sizes.
-    """
-    rows, cols = ids.shape
-    addr = np.empty((rows, cols), np.int64)
-    size = np.empty(rows, np.int64)
-    ok = np.empty(rows, np.bool_)
-    for t in range(rows):
-        good = True
-        for j in range(cols):
-            obj = ids[t, j]
-            addr[t, j] = _peek(obj + head, 8)
-            nd = _peek(obj + head + 8, 4)
-            dims = _peek(obj + head + 16, 8)
-            n = 1
-            for d in range(nd):
-                n *= _peek(dims + 8 * d, 8)
-            flags = _peek(obj + head + 48, 4)
-            good = good and (flags & 0x101) == 0x101 and (j == 0 or n == size[t])
-            if j == 0:
-                size[t] = n
-        ok[t] = good
-    return addr, size, ok
 
 
 # ---- float16 <-> float32 ----------------------------------------------------------------------
@@ -230,6 +187,24 @@ def _r_impl(x, like):
 
 
 # ---- the update of one element ------------------------------------------------------------
+def _one_minus(b, like):
+    """``1 - b`` in the compute type of ``b``, rounded to ``like``'s dtype (reference._step)."""
+
+
+@overload(_one_minus, inline="always")
+def _one_minus_impl(b, like):
+    # 1 - b is exact in the next wider type (b has at most 24 significant bits), so one rounding
+    if b == types.float32:
+        return lambda b, like: _r(np.float32(1.0 - np.float64(b)), like)
+    return lambda b, like: _r(1.0 - b, like)
+
+
+@njit(**_INLINE)
+def _prologue(gi, wi, sc, h):
+    """The gradient the moments see, before clipping: ``grad*rg + w*wd`` (reference._prologue)."""
+    return _r(_r(gi * sc[5], h) + _r(wi * sc[4], h), h)
+
+
 @njit(**_INLINE)
 def _tail(w, g, m, v, sc, clip, square_first, h):
     """Clip, the moments and the new weight from the rescaled gradient ``g`` (reference._step)."""
@@ -237,24 +212,25 @@ def _tail(w, g, m, v, sc, clip, square_first, h):
     if clip:
         # (g > c) ? c : ((g < -c) ? -c : g): NaN passes, +-inf become +-c
         g = c if g > c else (-c if g < -c else g)
-    m = _r(_r(sc[1] * m, h) + _r(sc[7] * g, h), h)
+    m = _r(_r(sc[1] * m, h) + _r(_one_minus(sc[1], h) * g, h), h)
+    one_minus_beta2 = _one_minus(sc[2], h)
     if square_first:
-        t = _r(sc[8] * _r(g * g, h), h)
+        t = _r(one_minus_beta2 * _r(g * g, h), h)
     else:
-        t = _r(_r(sc[8] * g, h) * g, h)
+        t = _r(_r(one_minus_beta2 * g, h) * g, h)
     v = _r(_r(sc[2] * v, h) + t, h)
     w = _r(w - _r(_r(sc[0] * m, h) / _r(_r(np.sqrt(v), h) + sc[3], h), h), h)
     return w, m, v
 
 
 @njit(**_INLINE)
-def _dense_range(w, g, m, v, out, lo, hi, sc, clip):
+def _dense_range(w, g, m, v, out, lo, hi, sc, clip, square_first):
     # unsigned bounds: Numba then skips negative-index wraparound, which otherwise stops LLVM
     # from vectorising the loop (measured: 2-3x slower)
     for i in range(np.uint64(lo), np.uint64(hi)):
         wi = _ld(w, i)
-        gi = _r(_r(_ld(g, i) * sc[5], w) + _r(wi * sc[4], w), w)
-        wn, mn, vn = _tail(wi, gi, _ld(m, i), _ld(v, i), sc, clip, False, w)
+        gi = _prologue(_ld(g, i), wi, sc, w)
+        wn, mn, vn = _tail(wi, gi, _ld(m, i), _ld(v, i), sc, clip, square_first, w)
         _st(m, i, mn)
         _st(v, i, vn)
         _st(out, i, wn)
@@ -262,40 +238,44 @@ def _dense_range(w, g, m, v, out, lo, hi, sc, clip):
 
 # ---- kernels ------------------------------------------------------------------------------
 @njit(**_JIT)
-def dense(w, g, m, v, out, sc, clip):
+def dense(w, g, m, v, out, sc, clip, square_first):
     """The dense update over 1-D arrays; ``out`` is written last (it may be any input)."""
     n = w.shape[0]
     for k in prange((n + _CHUNK - 1) // _CHUNK):
-        _dense_range(w, g, m, v, out, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip)
+        _dense_range(w, g, m, v, out, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip,
+                     square_first)
 
 
 @njit(**_JIT)
-def dense_inplace(w, g, m, v, sc, clip):
+def dense_inplace(w, g, m, v, sc, clip, square_first):
     """``dense`` with ``out=w``: one pointer for both, so LLVM needs no overlap check."""
     n = w.shape[0]
     for k in prange((n + _CHUNK - 1) // _CHUNK):
-        _dense_range(w, g, m, v, w, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip)
+        _dense_range(w, g, m, v, w, k * _CHUNK, min(n, (k + 1) * _CHUNK), sc, clip,
+                     square_first)
 
 
 @njit(**_JIT)
-def dense_multi(addr, items, sc, clip, like):
+def dense_multi(addr, items, rows, sc, clip, square_first, like):
     """Many contiguous tensors of one dtype in one parallel loop.
 
     ``addr[t]`` holds the data addresses of task t's weight, grad, mean, var and out (the caller
-    keeps the arrays alive); ``items[k] = (task, start, stop, scalar row)`` is one chunk of work;
-    ``sc[row]`` and ``clip[row]`` are that task's scalars.
+    keeps the arrays alive); ``items[k] = (task, start, stop)`` is one chunk of work;
+    ``sc[rows[t]]`` and ``clip[rows[t]]`` are task t's scalars.
     """
     for k in prange(items.shape[0]):
-        t, lo, hi, row = items[k, 0], items[k, 1], items[k, 2], items[k, 3]
+        t, lo, hi = items[k, 0], items[k, 1], items[k, 2]
+        row = rows[t]
         w = carray(_pointer(addr[t, 0], like), hi)
         g = carray(_pointer(addr[t, 1], like), hi)
         m = carray(_pointer(addr[t, 2], like), hi)
         v = carray(_pointer(addr[t, 3], like), hi)
         if addr[t, 4] == addr[t, 0]:
-            _dense_range(w, g, m, v, w, lo, hi, sc[row], clip[row] != 0)
+            _dense_range(w, g, m, v, w, lo, hi, sc[row], clip[row] != 0, square_first[row] != 0)
         else:
             out = carray(_pointer(addr[t, 4], like), hi)
-            _dense_range(w, g, m, v, out, lo, hi, sc[row], clip[row] != 0)
+            _dense_range(w, g, m, v, out, lo, hi, sc[row], clip[row] != 0,
+                         square_first[row] != 0)
 
 
 @njit(**_INLINE)
@@ -305,7 +285,7 @@ def _row(w, gd, m, v, out, r, k, n, sc, clip, square_first):
     for j in range(np.uint64(n)):
         wi = _ld(w, (r, j))
         if k >= 0:
-            gi = _r(_r(_ld(gd, (k, j)) * sc[5], w) + _r(wi * sc[4], w), w)
+            gi = _prologue(_ld(gd, (k, j)), wi, sc, w)
         else:
             gi = _r(wi * sc[4], w)
         wn, mn, vn = _tail(wi, gi, _ld(m, (r, j)), _ld(v, (r, j)), sc, clip, square_first, w)
@@ -350,17 +330,28 @@ def _prefetch_ahead(w, m, v, idx, k):
             _prefetch(v, ahead, c)
 
 
+@njit(cache=True)
+def indices_ok(idx, rows):
+    """True if ``idx`` is strictly ascending and within ``[0, rows)``: what the row kernels need
+    to stay inside the table and free of races (a RowSparseArray guarantees it; this check keeps
+    a kernel from writing out of bounds whatever was done to its indices since)."""
+    for k in range(idx.shape[0]):
+        if idx[k] < 0 or idx[k] >= rows or (k and idx[k] <= idx[k - 1]):
+            return False
+    return True
+
+
 @njit(**_JIT)
-def lazy(w, gd, idx, m, v, out, sc, clip):
-    """Lazy row_sparse: only rows ``idx`` change; v squares first iff clipping (SPEC B §3)."""
+def lazy(w, gd, idx, m, v, out, sc, clip, square_first):
+    """Lazy row_sparse: only rows ``idx`` change."""
     n, nnz = w.shape[1], idx.shape[0]
     for k in prange(nnz):
         _prefetch_ahead(w, m, v, idx, k)
-        _row(w, gd, m, v, out, idx[k], k, n, sc, clip, clip)
+        _row(w, gd, m, v, out, idx[k], k, n, sc, clip, square_first)
 
 
 @njit(**_JIT)
-def std(w, gd, idx, m, v, out, sc, clip):
+def std(w, gd, idx, m, v, out, sc, clip, square_first):
     """Standard row_sparse: every row; rows without a grad row use ``g = w*wd`` alone."""
     rows, n = w.shape[0], w.shape[1]
     block = max(1, _STD_BLOCK // max(n, 1))
@@ -369,34 +360,7 @@ def std(w, gd, idx, m, v, out, sc, clip):
         k = np.searchsorted(idx, r0)
         for r in range(r0, r1):
             if k < idx.shape[0] and idx[k] == r:
-                _row(w, gd, m, v, out, r, k, n, sc, clip, True)
+                _row(w, gd, m, v, out, r, k, n, sc, clip, square_first)
                 k += 1
             else:
-                _row(w, gd, m, v, out, r, -1, n, sc, clip, True)
-
-
-@njit(**_JIT)
-def limit(w, g, m, v):
-    """The same-pattern limit for benchmarks: read 4 arrays, write 3 in place, trivial math."""
-    n = w.shape[0]
-    for k in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(np.uint64(k * _CHUNK), np.uint64(min(n, (k + 1) * _CHUNK))):
-            a, b, c, d = w[i], g[i], m[i], v[i]
-            m[i] = c + b
-            v[i] = d + b
-            w[i] = a + d
-
-
-@njit(**_JIT)
-def limit_rows(w, gd, idx, m, v):
-    """``limit`` for the lazy pattern: rows ``idx`` of 2-D w, m, v (prefetched as in ``lazy``)
-    and the grad rows in order, trivial math."""
-    n = w.shape[1]
-    for k in prange(idx.shape[0]):
-        _prefetch_ahead(w, m, v, idx, k)
-        r = idx[k]
-        for j in range(np.uint64(n)):
-            a, b, c, d = w[r, j], gd[k, j], m[r, j], v[r, j]
-            m[r, j] = c + b
-            v[r, j] = d + b
-            w[r, j] = a + d
+                _row(w, gd, m, v, out, r, -1, n, sc, clip, square_first)

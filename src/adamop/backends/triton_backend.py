@@ -1,9 +1,9 @@
 """The GPU backend: launchers for :mod:`adamop.backends.triton_kernels` over torch CUDA tensors.
 
 Same contract as :mod:`adamop.reference` (any strides; ``out`` may be the same view as an input;
-``grad_indices`` ascending, unique int64), bit-identical results. Nothing here reads a value back
-to the host, so an update can be captured in a CUDA graph (the batched launch needs one warm-up
-call first, to build its device table: see :func:`adam_dense_multi`).
+``grad_indices`` ascending, unique int64; rules handed in), bit-identical results. Nothing here
+reads a value back to the host, so an update can be captured in a CUDA graph (a batch needs one
+warm-up call first, to put its tables on the device: see :func:`adam_dense_batch`).
 
 Layout: a tensor whose elements are ``base + i * stride`` in row-major order (every contiguous
 tensor, and slices such as ``x[::2]``) is passed as it is; any other layout is staged through a
@@ -17,15 +17,18 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import OrderedDict
+from itertools import repeat
+from operator import is_
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..params import Scalars
+from ..reference import PathRule
 from .triton_kernels import adam_dense_kernel, adam_multi_kernel, adam_rows_kernel, triton
 
-__all__ = ["adam_dense", "adam_lazy", "adam_std", "adam_dense_multi", "plan_dense_multi"]
+__all__ = ["adam_dense", "adam_rows", "adam_dense_batch"]
 
 # Launch shapes. Elementwise and memory-bound: 2048 elements per program (16 per thread with
 # 4 warps) keeps enough bytes in flight; to be tuned on the GPU with `adamop bench --device cuda`.
@@ -35,7 +38,6 @@ ROW_TILE = 2048            # elements per program of the row kernels (BLOCK_R * 
 MAX_BLOCK_C = 1024
 _OPTIONS = dict(num_warps=NUM_WARPS, enable_fp_fusion=False)   # no FMA contraction, ever
 
-_NAMES = ("lr", "beta1", "beta2", "epsilon", "wd", "rescale_grad", "clip_gradient")
 _TABLE_CACHE: OrderedDict = OrderedDict()
 _TABLE_CACHE_SIZE = 16
 _CAPTURED: dict = {}       # tables a captured CUDA graph reads: kept alive for its lifetime
@@ -43,22 +45,21 @@ _MISSING = object()
 
 
 # ---- arguments ---------------------------------------------------------------------------------
-def _flags(t: torch.Tensor) -> dict:
-    if t.dtype not in (torch.float16, torch.float32, torch.float64):
+def _flags(dtype: torch.dtype) -> dict:
+    if dtype not in (torch.float16, torch.float32, torch.float64):
         raise TypeError(f"the triton backend updates float16, float32 and float64 tensors, got "
-                        f"{t.dtype}; convert with .float()")
-    return dict(IS_F16=t.dtype == torch.float16, IS_F64=t.dtype == torch.float64)
+                        f"{dtype}; convert with .float()")
+    return dict(IS_F16=dtype == torch.float16, IS_F64=dtype == torch.float64)
 
 
 @functools.lru_cache(maxsize=4096)      # Scalars hash their bits: 2,000 equal ones cost one check
 def _scalar_args(s: Scalars) -> tuple[float, ...]:
-    """The seven scalars as Python floats, each exactly a float32 (the kernels take float32)."""
-    values = tuple(float(getattr(s, name)) for name in _NAMES)
-    for name, x in zip(_NAMES, values):
+    """``Scalars.floats``, checked to be float32 values (the kernels take float32)."""
+    for name, x in zip(s.names, s.floats):
         if not (np.isnan(x) or float(np.float32(x)) == x):
             raise ValueError(f"scalar {name}={x!r} is not a float32 value; Scalars must come "
-                             f"from AdamParams.scalars(dtype)")
-    return values
+                             f"from the op's parameters (.scalars(dtype))")
+    return s.floats
 
 
 def _guard(device: torch.device) -> contextlib.AbstractContextManager:
@@ -114,23 +115,30 @@ def _stage(arrays: Sequence[torch.Tensor], written: Sequence[bool],
 
 
 # ---- dense -------------------------------------------------------------------------------------
-def adam_dense(weight, grad, mean, var, out, s: Scalars) -> None:
+def adam_dense(weight, grad, mean, var, out, s: Scalars, rule: PathRule) -> None:
     """The dense kernel (``reference.adam_dense``) over torch tensors of any strides."""
     n = weight.numel()
     if n == 0:
         return
-    flags = _flags(weight)
+    flags = _flags(weight.dtype)
     ops, finish = _stage((weight, grad, mean, var, out), (False, False, True, True, True),
                          _flat_stride)
     strides = [_flat_stride(a) for a in ops]
     with _guard(weight.device):
         adam_dense_kernel[(triton.cdiv(n, BLOCK),)](
-            *ops, n, *strides, *_scalar_args(s), CLIP=s.clip, BLOCK=BLOCK, **flags, **_OPTIONS)
+            *ops, n, *strides, *_scalar_args(s), CLIP=s.clip,
+            V_SQUARE_FIRST=rule.v_square_first(s.clip), BLOCK=BLOCK, **flags, **_OPTIONS)
     finish()
 
 
 # ---- row_sparse --------------------------------------------------------------------------------
-def _rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars, *, lazy: bool) -> None:
+def adam_rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars,
+              rule: PathRule) -> None:
+    """A row_sparse kernel (``reference.adam_rows``). Lazy: one program per (row block, column
+    block) of the grad's stored rows, no other row read or written. Standard: every weight row,
+    each finding its grad row (if any) through a device map built by a scatter of the sorted
+    indices. Row indices outside the table are masked off, never addressed."""
+    lazy = rule.rows == "stored"
     shape = tuple(weight.shape)
     n_rows_total = shape[0] if shape else 1
     n_cols = weight.numel() // n_rows_total if n_rows_total else 0
@@ -138,7 +146,7 @@ def _rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars, *, lazy: 
     n_rows = nnz if lazy else n_rows_total
     if n_rows == 0 or n_cols == 0:
         return
-    flags = _flags(weight)
+    flags = _flags(weight.dtype)
     ops, finish = _stage((weight, mean, var, out, grad_data), (False, True, True, True, False),
                          _row_strides)
     w, m, v, o, gd = ops
@@ -159,21 +167,10 @@ def _rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars, *, lazy: 
     strides = [x for a in (w, gd, m, v, o) for x in _row_strides(a)]
     with _guard(weight.device):
         adam_rows_kernel[grid](
-            w, gd, idx, pos, m, v, o, n_rows, n_cols, col_blocks, *strides, *_scalar_args(s),
-            LAZY=lazy, CLIP=s.clip, BLOCK_R=block_r, BLOCK_C=block_c, **flags, **_OPTIONS)
+            w, gd, idx, pos, m, v, o, n_rows, n_cols, col_blocks, n_rows_total, *strides,
+            *_scalar_args(s), LAZY=lazy, CLIP=s.clip, V_SQUARE_FIRST=rule.v_square_first(s.clip),
+            BLOCK_R=block_r, BLOCK_C=block_c, **flags, **_OPTIONS)
     finish()
-
-
-def adam_lazy(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The lazy row_sparse kernel (``reference.adam_lazy``): one program per (row block, column
-    block) of the grad's stored rows; no other row is read or written."""
-    _rows(weight, grad_data, grad_indices, mean, var, out, s, lazy=True)
-
-
-def adam_std(weight, grad_data, grad_indices, mean, var, out, s: Scalars) -> None:
-    """The standard row_sparse kernel (``reference.adam_std``): every weight row, each finding
-    its grad row (if any) through a device map built by a scatter of the sorted indices."""
-    _rows(weight, grad_data, grad_indices, mean, var, out, s, lazy=False)
 
 
 # ---- batched -----------------------------------------------------------------------------------
@@ -196,8 +193,8 @@ def _cached(key: tuple, build: Callable[[], Any], device: torch.device) -> Any:
     hit = _TABLE_CACHE.get(key, _MISSING)
     if _capturing(device):
         if hit is _MISSING:
-            raise RuntimeError("adam_update_multi is being captured in a CUDA graph with tensors "
-                               "(or per-tensor scalars) it has not seen: call it once with the "
+            raise RuntimeError("an update is being captured in a CUDA graph with tensors (or "
+                               "per-tensor scalars) it has not run with: run it once with the "
                                "same arguments before the capture, as torch.cuda.graphs advises "
                                "for any warm-up")
         _CAPTURED[key] = hit
@@ -210,121 +207,70 @@ def _cached(key: tuple, build: Callable[[], Any], device: torch.device) -> Any:
     return hit
 
 
-def _span(a: torch.Tensor) -> tuple[int, int]:
-    """[first byte, last byte + 1) of the memory a view can touch."""
-    last = sum((n - 1) * st for n, st in zip(a.shape, a.stride()))
-    return a.data_ptr(), a.data_ptr() + (last + 1) * a.element_size()
-
-
-def _overlapping(tasks: Sequence[tuple]) -> bool:
-    """True if one task writes memory another task reads or writes: those must run in order."""
-    spans = sorted((*_span(a), i, j >= 2) for i, t in enumerate(tasks)
-                   for j, a in enumerate(t[:5]))
-    open_spans: list = []
-    for start, end, i, written in spans:
-        open_spans = [sp for sp in open_spans if sp[0] > start]
-        if any(k != i and (w or written) for _, k, w in open_spans):
-            return True
-        open_spans.append((end, i, written))
-    return False
-
-
-def _task_key(t: tuple) -> tuple:
-    """What a plan depends on: addresses, size, dtype, clipping, and strides unless contiguous."""
-    arrays = t[:5]
-    return (*(a.data_ptr() for a in arrays), t[0].numel(), t[0].dtype, t[5].clip,
-            *(None if a.is_contiguous() else a.stride() for a in arrays))
-
-
-def _plan(tasks: Sequence[tuple], device: torch.device) -> list[tuple]:
-    """The launches for ``tasks``: ('single', i) or ('batch', indices, tables, chunks, constexprs).
-
-    Tasks that share memory with another task's writes run one by one, in order (as the
-    reference does). Otherwise contiguous tasks of one dtype, clipping mode and alignment form a
-    batch: a table of (w, g, m, v, out addresses, numel) and a chunk -> tensor map, on the device.
-    """
-    if _overlapping(tasks):
-        return [("single", i) for i in range(len(tasks))]
-    groups: dict = {}
-    steps: list[tuple] = []
-    for i, t in enumerate(tasks):
-        if all(a.is_contiguous() for a in t[:5]):
-            aligned = all(a.data_ptr() % 16 == 0 for a in t[:5])
-            groups.setdefault((t[0].dtype, bool(t[5].clip), aligned), []).append(i)
-        else:
-            steps.append(("single", i))
-    for (dtype, clip, aligned), idx in groups.items():
-        if len(idx) == 1:
-            steps.append(("single", idx[0]))
-            continue
-        table = np.array([[*(a.data_ptr() for a in tasks[i][:5]), tasks[i][0].numel()]
-                          for i in idx], dtype=np.int64)
-        chunks = -(-table[:, 5] // BLOCK)
-        first = np.concatenate(([0], np.cumsum(chunks)[:-1])).astype(np.int64)
-        owner = np.repeat(np.arange(len(idx), dtype=np.int32), chunks)
-        tables = tuple(_to_device(x, device) for x in (table, owner, first))
-        const = dict(DT=_TL_DTYPES[dtype], CLIP=clip, ALIGNED=aligned,
-                     **_flags(tasks[idx[0]][0]))
-        steps.append(("batch", idx, tables, int(chunks.sum()), const))
-    return steps
-
-
-def plan_dense_multi(tasks: Sequence[tuple]) -> Callable[[], None]:
-    """Everything :func:`adam_dense_multi` decides for ``tasks``, done once: the returned function
-    only launches kernels, with no per-tensor Python work. For callers that update the same
-    tensors with the same scalars again and again (a bound executor): at 2,000 tensors the
-    per-tensor work costs milliseconds, longer than the GPU takes for the update itself."""
-    by_device: dict = {}
-    for t in tasks:
-        if t[0].numel():
-            by_device.setdefault(str(t[0].device), []).append(t)
-    launches: list[Callable[[], None]] = []
-    for group in by_device.values():
-        if len(group) == 1:
-            launches.append(functools.partial(adam_dense, *group[0]))
-            continue
-        device = group[0][0].device
-        plan = _cached(("plan", str(device)) + tuple(_task_key(t) for t in group),
-                       lambda: _plan(group, device), device)
-        for step in plan:
-            if step[0] == "single":
-                launches.append(functools.partial(adam_dense, *group[step[1]]))
+def _launches(batch: Any, device: torch.device, clips: np.ndarray) -> list[tuple]:
+    """The launches of a batch, made once per clipping pattern: tensors of one clipping mode and
+    alignment share one launch of ``adam_multi_kernel``, with a table of (w, g, m, v, out
+    addresses, numel) and a chunk -> tensor map on the device."""
+    aligned = (batch.addresses % 16 == 0).all(axis=1)
+    launches = []
+    for clip in (False, True):
+        for align in (True, False):
+            idx = np.flatnonzero((clips == clip) & (aligned == align) & (batch.sizes > 0))
+            if not len(idx):
                 continue
-            _, idx, (table, owner, first), n_chunks, const = step
-            # Scalars compare by their bits (floats would take -0.0 for 0.0)
-            each = [group[i][5] for i in idx]
-            per_tensor = any(sc != each[0] for sc in each)
-            scalars = [_scalar_args(sc) for sc in each]
-            table_s = (_cached(("scalars", str(device)) + tuple(each), lambda: _to_device(
-                np.array(scalars, dtype=np.float32), device), device) if per_tensor else table)
-            args = (table, owner, first, table_s) + ((0.0,) * 7 if per_tensor else scalars[0])
-            launches.append(functools.partial(
-                _launch_batch, device, n_chunks, args, dict(PER_TENSOR=per_tensor, **const)))
-
-    def run() -> None:
-        for launch in launches:
-            launch()
-    return run
+            table = np.concatenate([batch.addresses[idx], batch.sizes[idx, None]], axis=1)
+            chunks = -(-table[:, 5] // BLOCK)
+            first = np.concatenate(([0], np.cumsum(chunks)[:-1])).astype(np.int64)
+            owner = np.repeat(np.arange(len(idx), dtype=np.int32), chunks)
+            tables = tuple(_to_device(np.ascontiguousarray(x), device)
+                           for x in (table, owner, first))
+            launches.append((idx, tables, int(chunks.sum()), bool(clip), bool(align)))
+    return launches
 
 
-def _launch_batch(device: torch.device, n_chunks: int, args: tuple, const: dict) -> None:
-    with _guard(device):
-        adam_multi_kernel[(n_chunks,)](*args, BLOCK=BLOCK, **const, **_OPTIONS)
+def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A plan's batch of contiguous dense updates (:class:`adamop.plan.DenseBatch`): one launch
+    of ``adam_multi_kernel`` per clipping mode and alignment, one program per BLOCK-sized chunk
+    of any tensor, so 2,000 small tensors keep the GPU as busy as one large one.
 
-
-def adam_dense_multi(tasks: Sequence[tuple]) -> None:
-    """Batched dense updates, ``tasks`` = ``(weight, grad, mean, var, out, s)`` tuples.
-
-    Contiguous tensors of one dtype and device (and one clipping mode) go to one launch of
-    ``adam_multi_kernel``, one program per BLOCK-sized chunk of any tensor, so 2,000 small
-    tensors keep the GPU as busy as one large one. Scalars shared by all tensors are kernel
-    arguments; different ones travel in a per-tensor table. The plan and its address tables are
-    built on the first call and cached, so later calls with the same tensors read nothing from
-    the host (and can be captured in a CUDA graph). Other tasks run one launch each; tasks that
-    share memory with another's writes run one by one, in order.
+    The device tables are built on the batch's first run and kept with it, so a repeated step
+    reads nothing from the host and launches without per-tensor work (and can be captured in a
+    CUDA graph). Scalars shared by all tensors are kernel arguments; different ones travel in a
+    per-tensor table, cached by their values.
     """
-    plan_dense_multi(tasks)()
+    if not len(batch.sizes):
+        return
+    device = torch.device(batch.device)
+    first = scalars[0]
+    shared = all(map(is_, scalars, repeat(first))) or all(s == first for s in scalars)
+    clips = (np.full(len(scalars), first.clip) if shared
+             else np.array([s.clip for s in scalars], bool))
+    key = clips.tobytes()
+    prepared = batch.prepared.setdefault("triton", {})
+    launches = prepared.get(key)
+    if launches is None:
+        if _capturing(device):
+            raise RuntimeError("an update is being captured in a CUDA graph before it has run "
+                               "once with these tensors: run it once before the capture")
+        launches = prepared[key] = _launches(batch, device, clips)
+    flags = _flags(_TORCH_DTYPES[batch.dtype])
+    for idx, (table, owner, first_chunk), n_chunks, clip, aligned in launches:
+        if shared:
+            table_s, args = table, _scalar_args(first)
+        else:
+            each = [scalars[i] for i in idx.tolist()]
+            table_s = _cached(("scalars", str(device)) + tuple(each), lambda: _to_device(
+                np.array([_scalar_args(s) for s in each], dtype=np.float32), device), device)
+            args = (0.0,) * len(first.floats)
+        const = dict(DT=_TL_DTYPES[batch.dtype], PER_TENSOR=not shared, ALIGNED=aligned, CLIP=clip,
+                     V_SQUARE_FIRST=rule.v_square_first(clip), **flags)
+        with _guard(device):
+            adam_multi_kernel[(n_chunks,)](table, owner, first_chunk, table_s, *args,
+                                           BLOCK=BLOCK, **const, **_OPTIONS)
 
 
-_TL_DTYPES = {torch.float16: triton.language.float16, torch.float32: triton.language.float32,
-              torch.float64: triton.language.float64}
+_TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
+                 np.dtype(np.float64): torch.float64}
+_TL_DTYPES = {np.dtype(np.float16): triton.language.float16,
+              np.dtype(np.float32): triton.language.float32,
+              np.dtype(np.float64): triton.language.float64}

@@ -1,6 +1,6 @@
 r"""Triton kernels of MXNet 1.9.1's ``adam_update``: the math of :mod:`adamop.reference` on GPUs.
 
-Bit-exactness on NVIDIA hardware rests on four things, each chosen here or by the launcher:
+Bit-exactness on NVIDIA hardware rests on five things, each chosen here or by the launcher:
 
 * every ``+ - *`` is its own IEEE operation: launches pass ``enable_fp_fusion=False`` (Triton then
   emits no contraction and runs ptxas with ``--fmad=false``);
@@ -12,6 +12,10 @@ Bit-exactness on NVIDIA hardware rests on four things, each chosen here or by th
   24 >= 2*11+2 bits, so this equals correctly rounded half arithmetic);
 * 64-bit offsets (``program_id`` is widened to int64 before it is scaled), so tensors of more than
   2^31 elements are addressed correctly.
+* negation keeps the sign of zero: ``x * -1.0`` (LLVM makes it ``neg``), never unary ``-x``, which
+  Triton 3.6 lowers to ``0 - x`` (+0.0 for x = +0.0, where MXNet's ``-x`` is -0.0).
+
+``tests/test_triton_ptx.py`` checks all five in the PTX for sm_90, under Triton 3.6 and the CI's.
 
 Scalars arrive as float32 kernel arguments: every ``Scalars`` value is a float32 parameter cast to
 the dtype, so it is exact in float32 for all three dtypes. ``1 - beta`` is computed here in the
@@ -68,6 +72,12 @@ def _scalars(lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64:
 
 
 @triton.jit
+def _prologue(grad, w, rescale_grad, wd, IS_F16: tl.constexpr):
+    """The gradient the moments see, before clipping: ``grad*rg + w*wd`` (reference._prologue)."""
+    return _r(_r(grad * rescale_grad, IS_F16) + _r(w * wd, IS_F16), IS_F16)
+
+
+@triton.jit
 def _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
           CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
           IS_F64: tl.constexpr):
@@ -75,9 +85,11 @@ def _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
     one_minus_beta1 = _r(1.0 - beta1, IS_F16)
     one_minus_beta2 = _r(1.0 - beta2, IS_F16)
     if CLIP:
-        # (g > c) ? c : ((g < -c) ? -c : g): NaN passes through, +-inf become +-c
-        g = tl.where(g > clip_gradient, clip_gradient,
-                     tl.where(g < -clip_gradient, -clip_gradient, g))
+        # (g > c) ? c : ((g < -c) ? -c : g): NaN passes through, +-inf become +-c. -c is
+        # c * -1.0: unary minus would be 0 - c on Triton 3.6, +0.0 for clip_gradient=0 where
+        # MXNet clips a negative g to -0.0 (18 golden cases)
+        neg_clip = clip_gradient * -1.0
+        g = tl.where(g > clip_gradient, clip_gradient, tl.where(g < neg_clip, neg_clip, g))
     m = _r(_r(beta1 * m, IS_F16) + _r(one_minus_beta1 * g, IS_F16), IS_F16)
     if V_SQUARE_FIRST:
         t = _r(one_minus_beta2 * _r(g * g, IS_F16), IS_F16)
@@ -103,29 +115,30 @@ def _load(ptr, mask, IS_F64: tl.constexpr):
 def adam_dense_kernel(w_ptr, g_ptr, m_ptr, v_ptr, o_ptr, n,
                       w_s, g_s, m_s, v_s, o_s,        # flat element strides (1 when contiguous)
                       lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                      CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
+                      IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Dense update of ``n`` elements; element ``i`` of array ``x`` is at ``x_ptr + i * x_s``."""
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     _dense_block(w_ptr + offs * w_s, g_ptr + offs * g_s, m_ptr + offs * m_s, v_ptr + offs * v_s,
                  o_ptr + offs * o_s, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
-                 clip_gradient, CLIP, IS_F16, IS_F64)
+                 clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
 
 
 @triton.jit
 def _dense_block(wp, gp, mp, vp, op, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
-                 clip_gradient, CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr):
+                 clip_gradient, CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr,
+                 IS_F16: tl.constexpr, IS_F64: tl.constexpr):
     lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient = _scalars(
         lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64)
     w = _load(wp, mask, IS_F64)
     g = _load(gp, mask, IS_F64)
     m = _load(mp, mask, IS_F64)
     v = _load(vp, mask, IS_F64)
-    g = _r(_r(g * rescale_grad, IS_F16) + _r(w * wd, IS_F16), IS_F16)
+    g = _prologue(g, w, rescale_grad, wd, IS_F16)
     w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                    CLIP, False, IS_F16, IS_F64)
+                    CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     dt = op.dtype.element_ty
     tl.store(mp, m.to(dt), mask=mask)
     tl.store(vp, v.to(dt), mask=mask)
@@ -139,8 +152,8 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
                       scalars_ptr,        # float32 [tensors, 7] when PER_TENSOR, else unused
                       lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
                       DT: tl.constexpr, PER_TENSOR: tl.constexpr, ALIGNED: tl.constexpr,
-                      CLIP: tl.constexpr, IS_F16: tl.constexpr, IS_F64: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
+                      IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Many contiguous tensors in one launch: program ``pid`` updates one BLOCK-sized chunk of one
     tensor, so every program does the same work however the sizes are spread.
 
@@ -178,26 +191,29 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
     if (local + 1) * BLOCK <= n:       # one call per branch: each keeps its own mask's facts
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs,
                      tl.full([BLOCK], 1, tl.int1), lr, beta1, beta2, epsilon, wd, rescale_grad,
-                     clip_gradient, CLIP, IS_F16, IS_F64)
+                     clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     else:
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs, offs < n, lr, beta1,
-                     beta2, epsilon, wd, rescale_grad, clip_gradient, CLIP, IS_F16, IS_F64)
+                     beta2, epsilon, wd, rescale_grad, clip_gradient, CLIP, V_SQUARE_FIRST,
+                     IS_F16, IS_F64)
 
 
 @triton.jit
 def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
-                     n_rows, n_cols, n_col_blocks,
+                     n_rows, n_cols, n_col_blocks, n_table_rows,
                      w_rs, w_cs, g_rs, g_cs, m_rs, m_cs, v_rs, v_cs, o_rs, o_cs,
                      lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                     LAZY: tl.constexpr, CLIP: tl.constexpr, IS_F16: tl.constexpr,
-                     IS_F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                     LAZY: tl.constexpr, CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr,
+                     IS_F16: tl.constexpr, IS_F64: tl.constexpr, BLOCK_R: tl.constexpr,
+                     BLOCK_C: tl.constexpr):
     """Row-sparse updates over (rows, cols) views; element (r, c) of x is at
     ``x_ptr + r * x_rs + c * x_cs``. One program per (row block, column block).
 
     LAZY: the ``n_rows`` rows are the grad's stored rows; grad row ``r`` updates weight row
-    ``gi[r]`` and no other row is touched (``reference.adam_lazy``).
+    ``gi[r]`` and no other row is touched; a row index outside ``[0, n_table_rows)`` is masked
+    off, never addressed (``reference.adam_rows`` with ``LAZY``).
     Otherwise (std): the ``n_rows`` rows are every weight row; ``pos[r]`` is the grad row of weight
-    row ``r`` or -1, and rows without one use ``g = w*wd`` (``reference.adam_std``).
+    row ``r`` or -1, and rows without one use ``g = w*wd`` (``reference.adam_rows`` with ``STD``).
     """
     pid = tl.program_id(0).to(tl.int64)
     rb = pid // n_col_blocks
@@ -208,6 +224,8 @@ def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
     mask = rmask[:, None] & (c < n_cols)[None, :]
     if LAZY:
         wrow = tl.load(gi_ptr + r, mask=rmask, other=0)
+        rmask = rmask & (wrow >= 0) & (wrow < n_table_rows)
+        mask = rmask[:, None] & (c < n_cols)[None, :]
         grow = r
         has = rmask
     else:
@@ -222,16 +240,11 @@ def adam_rows_kernel(w_ptr, gd_ptr, gi_ptr, pos_ptr, m_ptr, v_ptr, o_ptr,
     m = _load(m_ptr + wr * m_rs + cc * m_cs, mask, IS_F64)
     v = _load(v_ptr + wr * v_rs + cc * v_cs, mask, IS_F64)
     gd = _load(gd_ptr + grow[:, None] * g_rs + cc * g_cs, mask & has[:, None], IS_F64)
-    decay = _r(w * wd, IS_F16)
-    g = _r(_r(gd * rescale_grad, IS_F16) + decay, IS_F16)
-    if LAZY:
-        # MXNet's CPU lazy kernel squares the clipped g first; unclipped it uses the dense order
-        w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                        CLIP, CLIP, IS_F16, IS_F64)
-    else:
-        g = tl.where(has[:, None], g, decay)
-        w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
-                        CLIP, True, IS_F16, IS_F64)
+    g = _prologue(gd, w, rescale_grad, wd, IS_F16)
+    if not LAZY:
+        g = tl.where(has[:, None], g, _r(w * wd, IS_F16))   # no grad row: w*wd alone
+    w, m, v = _step(w, g, m, v, lr, beta1, beta2, epsilon, clip_gradient,
+                    CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
     dt = o_ptr.dtype.element_ty
     tl.store(m_ptr + wr * m_rs + cc * m_cs, m.to(dt), mask=mask)
     tl.store(v_ptr + wr * v_rs + cc * v_cs, v.to(dt), mask=mask)

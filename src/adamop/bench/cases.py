@@ -10,10 +10,12 @@ LR = 0.001
 
 @dataclass(frozen=True)
 class Case:
-    """One workload. ``kind``: dense | lazy | std | multi.
+    """One workload. ``kind``: dense | lazy | std | multi | updater | mp.
 
     dense: ``size`` elements. lazy/std: a ``(size, row_length)`` table with ``rows`` gradient
-    rows. multi: ``count`` tensors of ``size`` elements.
+    rows. multi: ``count`` tensors of ``size`` elements; updater: the same through the
+    optimizer's ``Updater``; mp: ``count`` float16 tensors with float32 master copies
+    (:mod:`.optimizer_cases`).
     """
 
     kind: str
@@ -29,6 +31,10 @@ class Case:
             return f"dense {self.dtype} n={self.size:,}"
         if self.kind == "multi":
             return f"multi {self.dtype} {self.count:,} x {self.size:,}"
+        if self.kind == "updater":
+            return f"updater {self.dtype} {self.count:,} x {self.size:,}"
+        if self.kind == "mp":
+            return f"master-copy float16 {self.count:,} x {self.size:,}"
         return f"{self.kind} {self.dtype} {self.size:,}x{self.row_length} rows={self.rows:,}"
 
     @property
@@ -43,7 +49,10 @@ class Case:
     @property
     def bytes(self) -> int:
         """Memory traffic: 7 x itemsize per element (read w, g, m, v; write w, m, v), plus the
-        int64 indices of a row_sparse gradient."""
+        int64 indices of a row_sparse gradient. Multi-precision, in one pass: read the float16
+        grad, read and write the float32 master, mean and var, write the float16 weight (28)."""
+        if self.kind == "mp":
+            return 28 * self.elements
         moved = 7 * np.dtype(self.dtype).itemsize * self.elements
         return moved + (8 * self.rows if self.kind in ("lazy", "std") else 0)
 
@@ -56,14 +65,17 @@ def all_cases(quick: bool) -> list[Case]:
                  for n in (1 << 12, 1 << 16)]
         sparse = [Case(k, "float32", table, rows, length) for k in ("lazy", "std")
                   for rows in (200, 2_000)]
-        return dense + sparse + [Case("multi", "float32", 1 << 10, count=50)]
+        return dense + sparse + [Case("multi", "float32", 1 << 10, count=50),
+                                 Case("updater", "float32", 1 << 10, count=50),
+                                 Case("mp", "float16", 1 << 10, count=50)]
     dense = [Case("dense", "float32", n) for n in (1 << 12, 1 << 16, 1 << 20, 1 << 22, 1 << 24)]
     dense += [Case("dense", d, n) for d in ("float16", "float64") for n in (1 << 16, 1 << 20,
                                                                            1 << 24)]
     table, length = 1_000_000, 64
     sparse = [Case(k, "float32", table, rows, length) for k in ("lazy", "std")
               for rows in (2_000, 20_000, 100_000)]
-    return dense + sparse + [Case("multi", "float32", 1 << 14, count=2_000)]
+    return dense + sparse + [Case(kind, dtype, 1 << 14, count=2_000) for kind, dtype in (
+        ("multi", "float32"), ("updater", "float32"), ("mp", "float16"))]
 
 
 def select(cases: list[Case], patterns: list[str] | None) -> list[Case]:

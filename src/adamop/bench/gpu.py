@@ -7,8 +7,9 @@ every sample is bracketed by device synchronisations, so a sample is the device 
 calls plus one launch latency. adamop's first step is checked bit for bit against the NumPy
 reference on the host before anything is timed (on a sample of rows or tensors for big cases).
 
-``device`` is a parameter so that this module's logic can be run on CPU tensors too (the tests
-do, with tiny sizes); the command line only offers CUDA.
+``device`` is a parameter so that this module's logic can be run on CPU tensors too: the tests
+do, and so does ``adamop bench --device cuda --rehearse`` (tiny sizes, no measurement), which
+rehearses a GPU run on a machine without one.
 """
 from __future__ import annotations
 
@@ -20,23 +21,29 @@ import numpy as np
 
 import adamop
 from adamop import reference
-from adamop.params import AdamParams
+from adamop import AdamParams
 from adamop.storage import RowSparseArray
 
 from .cases import LR, Case
 from .peers import Runner, _same
 
 LIMIT = "limit (device copy)"
+OPTAX = "optax adam (jax.jit)"
 
 
-def cases(quick: bool) -> list[Case]:
-    """The GPU cases of ``BENCH.md`` (``quick``: 1/64 of each)."""
-    k = 64 if quick else 1
+def cases(divisor: int = 1) -> list[Case]:
+    """The GPU cases of ``BENCH.md``, most important first (a run cut short keeps those), each
+    ``1/divisor`` of its size (--quick: 64, --rehearse: 1024): one 2^28 tensor, 2,000 tensors of
+    64K in one call, a lazy update of 200,000 rows of an 8M x 64 table, then float16 and float64,
+    then smaller float32 tensors for the plot of GB/s against size."""
+    k = divisor
     return [Case("dense", "float32", (1 << 28) // k),
+            Case("multi", "float32", 1 << 16, count=max(2, 2000 // k)),
+            Case("lazy", "float32", (8 << 20) // k, rows=max(2, 200_000 // k), row_length=64),
             Case("dense", "float16", (1 << 28) // k),
             Case("dense", "float64", (1 << 27) // k),
-            Case("multi", "float32", 1 << 16, count=2000 // k),
-            Case("lazy", "float32", (8 << 20) // k, rows=200_000 // k, row_length=64)]
+            Case("dense", "float32", (1 << 24) // k),
+            Case("dense", "float32", (1 << 20) // k)]
 
 
 def unavailable() -> str | None:
@@ -51,8 +58,11 @@ def unavailable() -> str | None:
 
 
 def describe() -> dict[str, str]:
+    """The device, its memory, the CUDA version torch was built with."""
     import torch
-    return {"device": torch.cuda.get_device_name(), "cuda": str(torch.version.cuda)}
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {"device": props.name, "device_memory_gib": f"{props.total_memory / 2 ** 30:.1f}",
+            "cuda": str(torch.version.cuda)}
 
 
 def _synced(step: Callable[[], Any], sync: Callable[[Any], None]) -> Callable[[int], float]:
@@ -76,9 +86,10 @@ def _host(*tensors: Any) -> tuple[np.ndarray, ...]:
     return tuple(t.detach().cpu().numpy() for t in tensors)
 
 
-def build(case: Case, rng: np.random.Generator, device: str = "cuda",
+def build(case: Case, rng: np.random.Generator, device: str = "cuda", skip: tuple = (),
           ) -> tuple[list[Runner], list[tuple[str, str]]]:
-    """The runners for ``case`` on ``device`` (adamop checked) and the skipped ones."""
+    """The runners for ``case`` on ``device`` (adamop checked) and the skipped ones; a peer
+    whose name contains one of ``skip`` is not built."""
     import torch
     dev = torch.device(device)
     td = getattr(torch, case.dtype)
@@ -92,6 +103,12 @@ def build(case: Case, rng: np.random.Generator, device: str = "cuda",
         return torch.rand(*shape, dtype=td, device=dev, generator=gen) * 0.1
 
     skipped: list[tuple[str, str]] = []
+
+    def wanted(name: str) -> bool:
+        if any(p in name for p in skip):
+            skipped.append((name, "--skip"))
+            return False
+        return True
     s = AdamParams.from_kwargs({"lr": LR}).scalars(np.dtype(case.dtype))
     src = torch.empty(case.elements, dtype=td, device=dev)
     dst = torch.empty_like(src)
@@ -115,23 +132,24 @@ def build(case: Case, rng: np.random.Generator, device: str = "cuda",
         step()
         sync(None)
         for i, (w, g, m, v) in zip(sample, host):
-            reference.adam_dense(w, g, m, v, w, s)
+            reference.adam_dense(w, g, m, v, w, s, reference.DENSE)
             _same(_host(ws[i][:k], ms[i][:k], vs[i][:k]), (w, m, v), f"adamop tensor {i}")
         backend = adamop.dispatch.select(dev.type)[0].name
         runners.append(_runner(f"adamop[{backend}]", "adamop", step, case.bytes, sync))
         for impl, flags in (("fused", {"fused": True}), ("foreach", {"foreach": True})):
+            if not wanted(f"torch Adam {impl}"):
+                continue
             params = [torch.nn.Parameter(w.clone()) for w in ws]
             for p, g in zip(params, gs):
                 p.grad = g.clone()
             opt = torch.optim.Adam(params, lr=LR, **flags)
             runners.append(_runner(f"torch Adam {impl}", "peer", opt.step, case.bytes, sync))
-        optax = _optax([tuple(w.shape) for w in ws], case.dtype)
-        if isinstance(optax, str):
-            skipped.append(("optax adam (jax.jit)", optax))
-        else:
-            optax_step, optax_sync = optax
-            runners.append(_runner("optax adam (jax.jit)", "peer", optax_step, case.bytes,
-                                   optax_sync))
+        if wanted(OPTAX):
+            optax = _optax([tuple(w.shape) for w in ws], case.dtype)
+            if isinstance(optax, str):
+                skipped.append((OPTAX, optax))
+            else:
+                runners.append(_runner(OPTAX, "peer", optax[0], case.bytes, optax[1]))
     elif case.kind == "lazy":
         w, m = randn(case.size, case.row_length), randn(case.size, case.row_length)
         v = rand(case.size, case.row_length)
@@ -146,19 +164,21 @@ def build(case: Case, rng: np.random.Generator, device: str = "cuda",
             adamop.adam_update(w, grad, m, v, lr=LR, out=w)
         step()
         sync(None)
-        reference.adam_lazy(host[0], gdata[: rows.shape[0]].cpu().numpy(),
-                            np.arange(rows.shape[0]), host[1], host[2], host[0], s)
+        reference.adam_rows(host[0], gdata[: rows.shape[0]].cpu().numpy(),
+                            np.arange(rows.shape[0]), host[1], host[2], host[0], s,
+                            reference.LAZY)
         _same(_host(w[rows], m[rows], v[rows]), host, "adamop lazy")
         backend = adamop.dispatch.select(dev.type)[0].name
         runners.append(_runner(f"adamop[{backend}]", "adamop", step, case.bytes, sync))
         runners.append(_runner(f"adamop[{backend}] from a torch COO grad", "adamop",
                                lambda: adamop.adam_update(w, coo, m, v, lr=LR, out=w),
                                case.bytes, sync))
-        p = torch.nn.Parameter(w.clone())
-        p.grad = coo.clone()
-        runners.append(_runner("torch SparseAdam", "peer", torch.optim.SparseAdam([p], lr=LR).step,
-                               case.bytes, sync))
-        skipped.append(("optax adam (jax.jit)", "optax has no row-sparse update"))
+        if wanted("torch SparseAdam"):
+            p = torch.nn.Parameter(w.clone())
+            p.grad = coo.clone()
+            runners.append(_runner("torch SparseAdam", "peer",
+                                   torch.optim.SparseAdam([p], lr=LR).step, case.bytes, sync))
+        skipped.append((OPTAX, "optax has no row-sparse update"))
     else:
         raise ValueError(f"no GPU benchmark for {case.kind!r} cases")
     return runners, skipped
@@ -173,8 +193,11 @@ def _optax(shapes: list[tuple], dtype: str,
         import optax
     except ImportError as exc:
         return f"not installed ({exc})"
-    if not any(d.platform == "gpu" for d in jax.devices()):
-        return "JAX sees no GPU"
+    try:
+        if not any(d.platform == "gpu" for d in jax.devices()):
+            return "JAX sees no GPU"
+    except RuntimeError as exc:         # a JAX whose CUDA plugin cannot start next to torch
+        return f"JAX cannot start: {exc}"
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     opt = optax.adam(LR)

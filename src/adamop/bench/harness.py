@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -25,22 +26,48 @@ class Result:
     median: float
     p20: float
     p80: float
+    samples: int = 0          # fewer than asked when the case ran out of time
 
     @property
     def gbps(self) -> float:
         return self.bytes / self.median / 1e9
 
 
+@dataclass
+class Outcome:
+    """What one case gave: its results, the runners skipped (with why), or why it failed."""
+
+    case: Case
+    results: list[Result] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"case": asdict(self.case), "error": self.error,
+                "skipped": [list(x) for x in self.skipped],
+                "results": [{k: v for k, v in asdict(r).items() if k != "case"}
+                            for r in self.results]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Outcome":
+        case = Case(**d["case"])
+        return cls(case, [Result(case, **r) for r in d["results"]],
+                   [tuple(x) for x in d["skipped"]], d["error"])
+
+
 class Progress:
-    """tqdm when installed, else a counter on stderr."""
+    """tqdm when installed and stderr is a terminal, else a counter on stderr (a log file gets
+    one line per 10 samples, not a bar redrawn in place)."""
 
     def __init__(self, total: int, label: str) -> None:
-        try:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=label[:40], unit="sample", file=sys.stderr,
-                            leave=False)
-        except ImportError:
-            self.bar = None
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=label[:40], unit="sample", file=sys.stderr,
+                                leave=False)
+            except ImportError:
+                pass
         self.total, self.done = total, 0
 
     def update(self, text: str) -> None:
@@ -48,31 +75,39 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
         elif self.done == self.total or self.done % 10 == 0:
-            print(f"\r[{self.done}/{self.total}] {text[:60]:60}", end="", file=sys.stderr,
+            end = "" if sys.stderr.isatty() else "\n"
+            print(f"\r[{self.done}/{self.total}] {text[:60]:60}", end=end, file=sys.stderr,
                   flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif sys.stderr.isatty():
             print(file=sys.stderr)
 
 
-def time_case(case: Case, runners: list[Runner], reps: int, progress: Progress) -> list[Result]:
-    """Median and p20/p80 of the seconds per step of each runner, interleaved."""
+def time_case(case: Case, runners: list[Runner], reps: int, progress: Progress,
+              deadline: float | None = None) -> list[Result]:
+    """Median and p20/p80 of the seconds per step of each runner, interleaved. Rounds stop at
+    ``deadline`` (``time.monotonic()``), after at least one: a slow case still gives numbers,
+    with its sample count saying how many."""
     calls = []
     for r in runners:   # second warm-up call; it also sets how many calls make one sample
         t = r.time(1)
         calls.append(max(1, int(MIN_SAMPLE_S / max(t, 1e-9))))
     samples: list[list[float]] = [[] for _ in runners]
-    for _ in range(reps):
+    for rep in range(reps):
+        if rep and deadline is not None and time.monotonic() > deadline:
+            print(f"{case.name}: out of time after {rep} of {reps} samples", file=sys.stderr)
+            break
         for i, r in enumerate(runners):
             samples[i].append(r.time(calls[i]) / calls[i])
             progress.update(f"{case.name}: {r.name}")
     out = []
     for r, s in zip(runners, samples):
         p20, p50, p80 = np.percentile(s, [20, 50, 80])
-        out.append(Result(case, r.name, r.role, r.bytes, float(p50), float(p20), float(p80)))
+        out.append(Result(case, r.name, r.role, r.bytes, float(p50), float(p20), float(p80),
+                          len(s)))
     return out
 
 

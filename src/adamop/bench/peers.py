@@ -13,8 +13,7 @@ from typing import Callable
 import numpy as np
 
 import adamop
-from adamop import api, dispatch, reference
-from adamop.params import AdamParams
+from adamop import AdamParams, dispatch, reference
 from adamop.storage import RowSparseArray
 
 from .cases import LR, Case
@@ -93,7 +92,7 @@ LIMIT = "limit (same pattern)"
 def _limit(case: Case, data: dict) -> Runner:
     """The trivial kernel with the case's memory pattern: contiguous arrays of the elements it
     moves, or for lazy row_sparse the same random rows of tables of the same shape."""
-    from adamop.backends import numba_kernels
+    from . import limits
     dt = np.dtype(case.dtype)
     raw = np.uint16 if dt == np.float16 else dt   # the trivial kernel only moves the bytes
     if case.kind == "lazy":
@@ -101,13 +100,13 @@ def _limit(case: Case, data: dict) -> Runner:
         gd, idx = data["gdata"].view(raw), data["idx"]
 
         def step():
-            numba_kernels.limit_rows(w, gd, idx, m, v)
+            limits.limit_rows(w, gd, idx, m, v)
         name = LIMIT + ", random rows"
     else:
         w, g, m, v = (np.ones(case.elements, raw) for _ in range(4))
 
         def step():
-            numba_kernels.limit(w, g, m, v)
+            limits.limit(w, g, m, v)
         name = LIMIT
     step()   # compiles
     return Runner(name, "limit", step, case.bytes)
@@ -121,6 +120,9 @@ def _adamop_backends() -> list[str]:
 def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: int = 1 << 22,
           ) -> tuple[list[Runner], list[tuple[str, str]]]:
     """The runners for ``case`` (checked) and the skipped ones with reasons."""
+    if case.kind in ("updater", "mp"):
+        from . import optimizer_cases
+        return optimizer_cases.build(case, rng)
     data = _data(case, rng)
     runners: list[Runner] = []
     skipped: list[tuple[str, str]] = []
@@ -148,8 +150,11 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
             "dense": tuple(a.reshape(-1) for a in _copy(data["table"]))}, "numba",
             name=f"{ADAMOP}[numba] dense, same table", role="aux"))
     if case.kind == "multi" and "numba" in _adamop_backends():
-        runners.append(_adamop_runner(case, data, "numba", prepared=True,
-                                      name=f"{ADAMOP}[numba] validated once (execute)"))
+        for variant in ("torch", "group"):
+            try:
+                runners.append(_adamop_runner(case, data, "numba", variant=variant))
+            except ImportError as exc:
+                skipped.append((f"{ADAMOP}[numba] {variant}", f"not installed ({exc})"))
         one = tuple(np.concatenate(x) for x in zip(*data["multi"]))
         runners.append(_adamop_runner(Case("dense", case.dtype, case.elements), {"dense": one},
                                       "numba", name=f"{ADAMOP}[numba] one tensor, same size",
@@ -165,16 +170,17 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
 
 # ---- adamop ------------------------------------------------------------------------------
 def _adamop_runner(case: Case, data: dict, backend: str, *, name: str | None = None,
-                   role: str = ADAMOP, prepared: bool = False) -> Runner:
-    """adamop through its public API; ``prepared``: a batch validated once by
-    ``api.prepare`` and run by ``api.execute`` each step (what a bound symbolic Group can do)."""
-    name = name or f"{ADAMOP}[{backend}]"
+                   role: str = ADAMOP, variant: str = "numpy") -> Runner:
+    """adamop through its public API. A multi case's ``variant``: ``adam_update_multi`` on NumPy
+    arrays or on torch CPU tensors, or a bound symbolic ``Group`` of one node per tensor run by
+    ``forward()`` (its new weights go to the executor's outputs)."""
+    name = name or f"{ADAMOP}[{backend}]" + ("" if variant == "numpy" else f" {variant}")
     params = AdamParams.from_kwargs({"lr": LR, "lazy_update": case.kind != "std"})
     s = params.scalars(np.dtype(case.dtype))
     if case.kind == "dense":
         w, g, m, v = _copy(data["dense"])
         want = _copy((w, m, v))
-        reference.adam_dense(want[0], g, want[1], want[2], want[0], s)
+        reference.adam_dense(want[0], g, want[1], want[2], want[0], s, reference.DENSE)
 
         def step():
             adamop.adam_update(w, g, m, v, lr=LR, out=w, backend=backend)
@@ -183,23 +189,27 @@ def _adamop_runner(case: Case, data: dict, backend: str, *, name: str | None = N
         ws, gs, ms, vs = (list(x) for x in zip(*tensors))
         want = [_copy((t[0], t[2], t[3])) for t in tensors]
         for (ew, em, ev), g in zip(want, gs):
-            reference.adam_dense(ew, g, em, ev, ew, s)
-        ws0 = ws
+            reference.adam_dense(ew, g, em, ev, ew, s, reference.DENSE)
+        ws0, ms0, vs0 = ws, ms, vs     # NumPy views of what the step updates
+        if variant == "torch":
+            import torch
+            ws, gs, ms, vs = ([torch.from_numpy(a) for a in x] for x in (ws, gs, ms, vs))
 
         def step():
             adamop.adam_update_multi(ws, gs, ms, vs, lr=LR, out=ws, backend=backend)
-        if prepared:
-            plan = [api.prepare(*t, params, t[0]) for t in zip(ws, gs, ms, vs)]
+        if variant == "group":
+            executor = _group(ws, gs, ms, vs, backend)
+            ws0 = executor.outputs
 
-            def step():   # noqa: F811  (the validated-once variant)
-                api.execute(plan, backend)
+            def step():   # noqa: F811  (the symbolic variant)
+                executor.forward()
     else:
         w, g0, m, v = _copy(data["table"])
         gd, idx = data["gdata"], data["idx"]
         grad = RowSparseArray(gd, idx, w.shape)
         want = _copy((w, m, v))
-        kernel = reference.adam_lazy if case.kind == "lazy" else reference.adam_std
-        kernel(want[0], gd, idx, want[1], want[2], want[0], s)
+        reference.adam_rows(want[0], gd, idx, want[1], want[2], want[0], s,
+                            reference.LAZY if case.kind == "lazy" else reference.STD)
 
         def step():
             adamop.adam_update(w, grad, m, v, lr=LR, lazy_update=case.kind == "lazy", out=w,
@@ -207,10 +217,20 @@ def _adamop_runner(case: Case, data: dict, backend: str, *, name: str | None = N
     step()   # warm-up (compiles), then the bitwise check of that first step
     if case.kind == "multi":
         for i, ew in enumerate(want):
-            _same((ws0[i], ms[i], vs[i]), ew, f"{name} tensor {i}")
+            _same((ws0[i], ms0[i], vs0[i]), ew, f"{name} tensor {i}")
     else:
         _same((w, m, v), want, name)
     return Runner(name, role, step, case.bytes)
+
+
+def _group(ws, gs, ms, vs, backend: str):
+    """A bound ``Group`` with one adam_update node per tensor (a whole model's update graph)."""
+    from adamop import sym
+    nodes = [sym.adam_update(sym.var(f"w{i}"), sym.var(f"g{i}"), sym.var(f"m{i}"),
+                             sym.var(f"v{i}"), lr=LR, name=f"adam{i}") for i in range(len(ws))]
+    args = {f"{k}{i}": x for i in range(len(ws)) for k, x in (("w", ws[i]), ("g", gs[i]))}
+    aux = {f"{k}{i}": x for i in range(len(ws)) for k, x in (("m", ms[i]), ("v", vs[i]))}
+    return sym.Group(nodes).bind(args, aux, backend=backend)
 
 
 # ---- torch -------------------------------------------------------------------------------
@@ -272,8 +292,9 @@ def _numpy_update(w, g, m, v, t, u, c) -> None:
 
 def _numpy_consts(dtype) -> dict:
     s = AdamParams.from_kwargs({"lr": LR}).scalars(np.dtype(dtype))
-    return {"rg": s.rescale_grad, "wd": s.wd, "b1": s.beta1, "omb1": s.one_minus_beta1,
-            "b2": s.beta2, "omb2": s.one_minus_beta2, "eps": s.epsilon, "lr": s.lr}
+    one = s.dtype.type(1)
+    return {"rg": s.rescale_grad, "wd": s.wd, "b1": s.beta1, "omb1": one - s.beta1,
+            "b2": s.beta2, "omb2": one - s.beta2, "eps": s.epsilon, "lr": s.lr}
 
 
 def _numpy_dense(case: Case, data: dict) -> list[Runner]:

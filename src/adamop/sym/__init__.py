@@ -7,10 +7,9 @@ symbol (``list_arguments``, ``infer_shape``, ...); run it with ``bind(...).forwa
 """
 from __future__ import annotations
 
-from .executor import Executor
 from .build import Group, adam_update, var
-from .graph import Symbol
-from .json_io import load, load_json
+from .executor import Executor
+from .symbol import Symbol, load, load_json
 
 Variable = var   # MXNet's alias
 

@@ -1,16 +1,22 @@
-"""Building graphs: ``var``, ``adam_update`` and ``Group``, with MXNet's names and attributes."""
+"""Building graphs: ``var``, the operators (``adam_update``) and ``Group``, with MXNet's names and
+attributes. An operator's builder is made from its definition (:mod:`adamop.ops`)."""
 from __future__ import annotations
 
+import inspect
 import itertools
+import operator
 from collections import defaultdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node, Symbol
-from .ops import ADAM_UPDATE, OpDef
+from ..ops import OpDef
+from ..ops.adam import ADAM_UPDATE
+from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node
+from .json_io import check_text
+from .symbol import Symbol
 
-__all__ = ["var", "adam_update", "Group", "compose"]
+__all__ = ["var", "adam_update", "Group", "compose", "make_builder"]
 
 _name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
 
@@ -32,12 +38,45 @@ def _is_dunder(key: str) -> bool:
     return len(key) > 4 and key.startswith("__") and key.endswith("__")
 
 
-def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = None,
+def _integer(x: Any) -> int | None:
+    """x as an int if it is an integer (not a bool), else None."""
+    if isinstance(x, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(x)
+    except TypeError:
+        return None
+
+
+def _shape_text(shape: Any, name: str) -> str:
+    """``__shape__`` as MXNet writes it (``str(shape)``: ``5``, ``[2, 3]``, ``(2, 3)``), from
+    validated non-negative ints (0 is an unknown size, as in MXNet)."""
+    hint = "pass a tuple of non-negative integers, e.g. shape=(3, 4)"
+    single = _integer(shape)
+    try:
+        items = [shape] if single is not None else list(shape)
+    except TypeError:
+        raise TypeError(f"var {name!r}: shape must be an integer or a sequence of integers, got "
+                        f"{type(shape).__name__} {shape!r}; {hint}") from None
+    dims = [_integer(d) for d in items]
+    for d, dim in zip(items, dims):
+        if dim is None:
+            raise TypeError(f"var {name!r}: shape {shape!r} holds {d!r}, a {type(d).__name__}, "
+                            f"not an integer; {hint}")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"var {name!r}: shape {tuple(dims)} has a negative size; {hint}")
+    if single is not None:
+        return str(single)
+    return str(dims) if isinstance(shape, list) else str(tuple(dims))
+
+
+def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | int | None = None,
         dtype: Any = None, stype: str | None = None, lr_mult: float | None = None,
         wd_mult: float | None = None, init: str | None = None, **kwargs: Any) -> Symbol:
-    """A variable, with MXNet's attributes: ``shape`` -> ``__shape__``, ``dtype`` ->
-    ``__dtype__`` (MXNet's type flag), ``stype`` -> ``__storage_type__``, ``lr_mult``/``wd_mult``
-    -> ``__lr_mult__``/``__wd_mult__``; extra keywords must look like ``__key__``.
+    """A variable, with MXNet's attributes: ``shape`` -> ``__shape__`` (an integer is a 1-D
+    shape), ``dtype`` -> ``__dtype__`` (MXNet's type flag), ``stype`` -> ``__storage_type__``,
+    ``lr_mult``/``wd_mult`` -> ``__lr_mult__``/``__wd_mult__``; extra keywords must look like
+    ``__key__``. Text a symbol file cannot hold (a NUL, a lone surrogate) raises ValueError.
 
     Examples:
         >>> import adamop
@@ -47,9 +86,10 @@ def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = No
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"var: name must be a non-empty str, got {name!r}")
+    check_text(name, "var: name")
     attrs = _attr_dict(attr, f"var {name!r}")
     if shape is not None:
-        attrs["__shape__"] = str(tuple(int(d) for d in shape))
+        attrs["__shape__"] = _shape_text(shape, name)
     if lr_mult is not None:
         attrs["__lr_mult__"] = str(lr_mult)
     if wd_mult is not None:
@@ -72,24 +112,27 @@ def var(name: str, *, attr: dict | None = None, shape: Sequence[int] | None = No
                              f"attributes must start and end with double underscores, e.g. "
                              f"__{key}__")
         attrs[key] = str(value)
+    for key, value in attrs.items():
+        check_text(key, f"var {name!r}: attribute name")
+        check_text(value, f"var {name!r}: attribute {key!r}")
     return Symbol([Entry(Node(None, name, attrs), 0, 0)])
 
 
-def _single_entry(x: Any, input_name: str, node_name: str) -> Entry:
+def _single_entry(op: OpDef, x: Any, input_name: str, node_name: str) -> Entry:
     if not isinstance(x, Symbol):
-        raise TypeError(f"adam_update {node_name!r}: input {input_name} must be an "
+        raise TypeError(f"{op.name} {node_name!r}: input {input_name} must be an "
                         f"adamop.sym Symbol (e.g. adamop.sym.var({input_name!r})), got "
                         f"{type(x).__name__}")
     if len(x) != 1:
-        raise ValueError(f"adam_update {node_name!r}: input {input_name} is a group of {len(x)} "
+        raise ValueError(f"{op.name} {node_name!r}: input {input_name} is a group of {len(x)} "
                          f"outputs; pass one of them (group[i])")
     return x._outputs[0]
 
 
 def compose(op: OpDef, inputs: Sequence[Symbol], attrs: dict[str, str], name: str) -> Symbol:
     """Apply ``op`` to ``inputs`` (nnvm's Compose): parse parameters, bump mutated versions."""
-    entries = [_single_entry(x, n, name) for x, n in zip(inputs, op.inputs)]
-    params = op.parse_params(attrs, name)          # a bad value fails here, not at run time
+    entries = [_single_entry(op, x, n, name) for x, n in zip(inputs, op.inputs)]
+    params = op.parse(attrs, name)          # a bad value fails here, not at run time
     for i in op.mutate_inputs:
         if not entries[i].node.is_variable:
             raise ValueError(f"{op.name} {name!r}: input {op.inputs[i]} is mutated in place, so "
@@ -104,11 +147,37 @@ def compose(op: OpDef, inputs: Sequence[Symbol], attrs: dict[str, str], name: st
     return Symbol([Entry(Node(op, name, attrs, out, params), 0, 0)])
 
 
-def adam_update(weight: Symbol, grad: Symbol, mean: Symbol, var: Symbol, *, lr: Any = None,
-                beta1: Any = None, beta2: Any = None, epsilon: Any = None, wd: Any = None,
-                rescale_grad: Any = None, clip_gradient: Any = None, lazy_update: Any = None,
-                name: str | None = None, attr: dict | None = None, **kwargs: Any) -> Symbol:
-    """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
+def make_builder(op: OpDef) -> Callable[..., Symbol]:
+    """The graph builder of ``op`` (what ``mx.sym.<op>`` is): the inputs as symbols, the
+    parameters as keywords; only the parameters given are stored, as ``str(value)``."""
+
+    def build(*inputs: Symbol, name: str | None = None, attr: dict | None = None,
+              **kwargs: Any) -> Symbol:
+        if len(inputs) != len(op.inputs):
+            raise TypeError(f"{op.name} takes the inputs {', '.join(op.inputs)} as positional "
+                            f"arguments, got {len(inputs)}")
+        node_name = _default_name(op.name) if name is None else name
+        if not isinstance(node_name, str) or not node_name:
+            raise TypeError(f"{op.name}: name must be a non-empty str, got {name!r}")
+        attrs = _attr_dict(attr, f"{op.name} {node_name!r}")
+        for key, value in kwargs.items():
+            if value is not None:
+                attrs[key] = str(value)
+        return compose(op, inputs, attrs, node_name)
+
+    P = inspect.Parameter
+    build.__signature__ = inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD) for n in op.inputs]
+        + [P(p.name, P.KEYWORD_ONLY, default=None) for p in op.params.spec]
+        + [P("name", P.KEYWORD_ONLY, default=None), P("attr", P.KEYWORD_ONLY, default=None),
+           P("kwargs", P.VAR_KEYWORD)])
+    build.__name__ = op.name
+    return build
+
+
+adam_update = make_builder(ADAM_UPDATE)
+adam_update.__module__ = __name__
+adam_update.__doc__ = """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
 
     Only the parameters given are stored, as ``str(value)``; ``__key__`` keywords and ``attr``
     entries are stored on the node and ignored by the op. ``name`` defaults to
@@ -123,16 +192,6 @@ def adam_update(weight: Symbol, grad: Symbol, mean: Symbol, var: Symbol, *, lr: 
         >>> s.list_attr()
         {'lr': '0.01', 'wd': '0.001'}
     """
-    node_name = _default_name(ADAM_UPDATE.name) if name is None else name
-    if not isinstance(node_name, str) or not node_name:
-        raise TypeError(f"adam_update: name must be a non-empty str, got {name!r}")
-    given = dict(lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon, wd=wd,
-                 rescale_grad=rescale_grad, clip_gradient=clip_gradient, lazy_update=lazy_update)
-    attrs = _attr_dict(attr, f"adam_update {node_name!r}")
-    for key, value in {**given, **kwargs}.items():
-        if value is not None:
-            attrs[key] = str(value)
-    return compose(ADAM_UPDATE, (weight, grad, mean, var), attrs, node_name)
 
 
 def Group(symbols: Sequence[Symbol]) -> Symbol:  # noqa: N802 (MXNet's name)

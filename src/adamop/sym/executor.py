@@ -1,11 +1,12 @@
-"""``Symbol.bind`` -> :class:`Executor`: an interpreter that runs a graph through ``adamop.api``.
+"""``Symbol.bind`` -> :class:`Executor`: an interpreter that runs a graph through update plans.
 
-The executor never does arithmetic itself. ``forward()`` walks the graph, hands every node to
-``adamop.api.update_batch`` (the same validation and storage dispatch as the imperative call,
-the engine of ``adam_update_multi``) one batch of nodes at a time, which gives every dense update
-of a device to the backend's batched kernel in one call. A ``Group`` over a whole model is one such
-batch; only a node that reads another node's output, or touches a variable that another node of
-the batch mutates, waits for a later batch.
+The executor never does arithmetic itself. It splits the graph's nodes into batches of
+independent updates and runs each batch through its own :class:`~adamop.planner.Planner` (the
+validation, storage dispatch and backends of the imperative call), so every dense update of a
+device goes to the backend's batched kernel in one call, and a repeated ``forward()`` with the
+same bound arrays is re-checked in bulk, not validated again. A ``Group`` over a whole model is
+one such batch; only a node that reads another node's output, or touches a variable that another
+node of the batch mutates, waits for a later batch.
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .. import _arrays
-from ..api import prepare, update_batch
+from .. import _arrays, validate
+from ..planner import Planner
 from ..storage import RowSparseArray
-from .graph import Entry, Node, Symbol
+from .graph import Entry, Node, topo_order, variables
 
 __all__ = ["Executor"]
 
@@ -101,10 +102,12 @@ class Executor:
         aux_dict: name -> bound auxiliary state (mean and var), updated by every ``forward()``.
     """
 
-    def __init__(self, symbol: Symbol, args: Any, aux_states: Any = None, *,
+    def __init__(self, symbol: Any, args: Any, aux_states: Any = None, *,
                  backend: str | None = None):
-        self._symbol, self._backend = symbol, backend
-        arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
+        self._heads, self._output_names = symbol._outputs, symbol.list_outputs()
+        self._backend = backend
+        arg_names = [n.name for n in variables(self._heads, "args")]
+        aux_names = [n.name for n in variables(self._heads, "aux")]
         all_names = arg_names + aux_names
         dup = sorted({n for n in all_names if all_names.count(n) > 1})
         if dup:
@@ -112,18 +115,25 @@ class Executor:
                              f"name, so give every variable its own name")
         self.arg_dict = _gather("args", args, arg_names, aux_names, "aux_states")
         self.aux_dict = _gather("aux_states", aux_states, aux_names, arg_names, "args")
-        nodes = symbol._nodes()
+        nodes = topo_order(self._heads)
         self._variables = [n for n in nodes if n.is_variable]
         self._ops = [n for n in nodes if not n.is_variable]
         self._batches = _batches(self._ops)
-        self._bound_ids: tuple | None = None
-        self._cached: tuple[list[tuple], list[Any]] = ([], [])
-        # Validate every node now (prepare writes nothing) and give each its output array.
+        self._planners = [Planner(b[0].op) for b in self._batches]
+        # Nodes given the same parameter strings share one parsed set, so a backend sees one set
+        # of scalars for a whole model, not one per node.
+        shared: dict[tuple, Any] = {}
+        self._params = [[shared.setdefault((n.op.name, tuple(sorted(n.params.given.items()))),
+                                           n.params) for n in batch] for batch in self._batches]
+        # Validate every node now (nothing is written) and give each its output array.
         self._buffers: dict[tuple[int, int], Any] = {}
-        env = self._env()
+        env = self._env(self.arg_dict, self.aux_dict)
         for n in self._ops:
-            prepare(*(env[_key(e)] for e in n.inputs), n.params, prefix=f"{n.name}.")
+            validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+                              prefix=f"{n.name}.")
             self._buffers[(id(n), 0)] = env[(id(n), 0)] = _zeros_output(env[_key(n.inputs[0])])
+        self._columns = self._make_columns(env)
+        self._outputs = [env[_key(e)] for e in self._heads]
 
     @property
     def arg_arrays(self) -> list[Any]:
@@ -136,70 +146,82 @@ class Executor:
     @property
     def outputs(self) -> list[Any]:
         """The output arrays, in ``list_outputs()`` order (the same arrays after every forward)."""
-        return list(self._plan()[1])
+        return list(self._outputs)
 
     @property
     def output_dict(self) -> dict[str, Any]:
-        return dict(zip(self._symbol.list_outputs(), self.outputs))
+        return dict(zip(self._output_names, self.outputs))
 
-    def _env(self) -> dict[tuple[int, int], Any]:
-        bound = {**self.arg_dict, **self.aux_dict}
+    def _env(self, args: Mapping[str, Any], aux: Mapping[str, Any]) -> dict:
+        bound = {**args, **aux}
         env = {(id(n), 0): bound[n.name] for n in self._variables}
         env.update(self._buffers)
         return env
+
+    def _make_columns(self, env: dict) -> list[list[list[Any]]]:
+        """Each batch's (weights, grads, means, vars, outs), from a binding."""
+        return [[[env[_key(n.inputs[k])] for n in batch] for k in range(4)]
+                + [[self._buffers[(id(n), 0)] for n in batch]] for batch in self._batches]
 
     def forward(self, is_train: bool = False, **arrays: Any) -> list[Any]:
         """Run the graph once and return :attr:`outputs`.
 
         Keyword arrays are copied into the bound arrays of those names first (a new grad each
-        training step, as MXNet's ``forward(**kwargs)``); a row_sparse array replaces the bound
-        one. ``is_train`` is accepted for MXNet compatibility and ignored.
+        training step, as MXNet's ``forward(**kwargs)``); an array that cannot be copied into the
+        bound one (a row_sparse array, or another kind) replaces it. Every keyword array, and the
+        graph with its replacements, is checked before anything is copied or written: a bad one
+        leaves the executor and every array as they were. ``is_train`` is accepted for MXNet
+        compatibility and ignored.
         """
-        for name, value in arrays.items():
-            self._feed(name, value)
-        for batch in self._plan()[0]:
-            update_batch(*batch, self._backend)
+        copies, args, aux = self._check_feeds(arrays)
+        if args is not None:   # a replacement: the new binding must validate as a whole
+            env = self._env(args, aux)
+            for n in self._ops:
+                validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+                                  self._buffers[(id(n), 0)], prefix=f"{n.name}.")
+            columns, outputs = self._make_columns(env), [env[_key(e)] for e in self._heads]
+        else:
+            columns, outputs = self._columns, self._outputs
+        for bound, value in copies:
+            if isinstance(bound, np.ndarray):
+                np.copyto(bound, value)
+            else:
+                bound.copy_(value)
+        if args is not None:
+            self.arg_dict, self.aux_dict = args, aux
+            self._columns, self._outputs = columns, outputs
+        for planner, cols, params, batch in zip(self._planners, columns, self._params,
+                                                self._batches):
+            planner.run(cols, params, self._backend, prefix=lambda t, b=batch: f"{b[t].name}.")
         return self.outputs
 
-    def _plan(self) -> tuple[list[tuple], list[Any]]:
-        """(``update_batch``'s arguments for each batch, the output arrays), rebuilt only when a
-        bound array has been replaced: a whole model's graph has thousands of nodes (every array
-        is still validated on every forward). Nodes given the same parameter strings share one
-        parsed ``AdamParams``, so the backend sees one set of scalars, not one per node."""
-        bound = (tuple(map(id, self.arg_dict.values())), tuple(map(id, self.aux_dict.values())))
-        if bound != self._bound_ids:
-            env = self._env()
-            shared: dict[tuple, Any] = {}
-            params = {id(n): shared.setdefault(tuple(sorted(n.params.given.items())), n.params)
-                      for n in self._ops}
-            self._cached = ([([tuple(env[_key(e)] for e in n.inputs) for n in batch],
-                              [params[id(n)] for n in batch],
-                              [self._buffers[(id(n), 0)] for n in batch],
-                              [f"{n.name}." for n in batch]) for batch in self._batches],
-                            [env[_key(e)] for e in self._symbol._outputs])
-            self._bound_ids = bound
-        return self._cached
-
-    def _feed(self, name: str, value: Any) -> None:
-        table = self.arg_dict if name in self.arg_dict else self.aux_dict
-        if name not in table:
-            raise ValueError(f"forward: {name!r} is not bound; bound names are "
-                             f"{list(self.arg_dict) + list(self.aux_dict)}")
-        old = table[name]
-        dense = not isinstance(value, RowSparseArray) and not isinstance(old, RowSparseArray)
-        if dense and _arrays.library(old) == _arrays.library(value) is not None:
-            if tuple(value.shape) != tuple(old.shape) or value.dtype != old.dtype:
-                raise ValueError(f"forward: {name} is bound to an array of shape "
-                                 f"{tuple(old.shape)} and dtype {old.dtype}, got shape "
-                                 f"{tuple(value.shape)} and dtype {value.dtype}; pass an array "
-                                 f"like the bound one")
-            if isinstance(old, np.ndarray):
-                np.copyto(old, value)
+    def _check_feeds(self, arrays: Mapping[str, Any]) -> tuple[list, dict | None, dict | None]:
+        """(copies to make, new arg_dict, new aux_dict): the dicts are None when nothing is
+        replaced. Raises before anything is changed."""
+        copies: list[tuple[Any, Any]] = []
+        args, aux = dict(self.arg_dict), dict(self.aux_dict)
+        replaced = False
+        for name, value in arrays.items():
+            table = args if name in args else aux if name in aux else None
+            if table is None:
+                raise ValueError(f"forward: {name!r} is not bound; bound names are "
+                                 f"{list(self.arg_dict) + list(self.aux_dict)}")
+            old = table[name]
+            lib = _arrays.library(value)
+            if (lib is not None and lib == _arrays.library(old)
+                    and not isinstance(old, RowSparseArray)):
+                if (tuple(value.shape) != tuple(old.shape) or value.dtype != old.dtype
+                        or _arrays.device(value) != _arrays.device(old)):
+                    raise ValueError(f"forward: {name} is bound to an array of shape "
+                                     f"{tuple(old.shape)} and dtype {old.dtype} on "
+                                     f"{_arrays.device(old)}, got shape {tuple(value.shape)} and "
+                                     f"dtype {value.dtype} on {_arrays.device(value)}; pass an "
+                                     f"array like the bound one")
+                copies.append((old, value))
             else:
-                old.copy_(value)
-        else:
-            table[name] = value
+                table[name], replaced = value, True
+        return (copies, args, aux) if replaced else (copies, None, None)
 
     def __repr__(self) -> str:
-        return (f"<Executor of {self._symbol!r}: {len(self._ops)} nodes in "
-                f"{len(self._batches)} batch(es)>")
+        return (f"<Executor of {len(self._ops)} nodes in {len(self._batches)} batch(es): "
+                f"{', '.join(self._output_names)}>")

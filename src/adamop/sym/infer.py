@@ -1,10 +1,9 @@
 """Shape, dtype and storage-type inference over a graph (MXNet's InferShape/InferType passes).
 
-Shapes and dtypes are elementwise for ``adam_update``: the four inputs and the output must all
-agree, so one known slot fixes the rest, and facts flow through shared variables until nothing
-changes. The first known slot (in input order, then the output) is what the others are held to,
-as in MXNet's ``ElemwiseAttr``; a disagreement raises a ValueError naming the node and the input.
-Storage types flow forward only (the op's rule, :mod:`adamop.sym.ops`).
+Each node asks its operator (:class:`adamop.ops.OpDef`): ``infer_shape``/``infer_type`` unify
+its input and output slots (elementwise for ``adam_update``: one known slot fixes the rest), and
+facts flow through shared variables until nothing changes. Storage types flow forward only,
+through the op's storage rule.
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node, Symbol
+from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node
 
 __all__ = ["infer"]
 
@@ -50,14 +49,11 @@ def _hint(kind: str, node: Node) -> Any:
     where = f"variable {node.name!r} attribute {key}"
     try:
         if kind == "shape":
-            return _normalise(kind, ast.literal_eval(text), where)
+            value = ast.literal_eval(text)   # MXNet writes shape=5 as "5": dmlc reads (5,)
+            return _normalise(kind, (value,) if isinstance(value, int) else value, where)
         return _FLAG_DTYPES[text] if kind == "dtype" else _ID_STYPES[text]
     except (KeyError, ValueError, SyntaxError):
         raise ValueError(f"{where}: cannot read {text!r}") from None
-
-
-def _show(kind: str, value: Any) -> str:
-    return str(value) if kind != "shape" else str(tuple(value))
 
 
 def _variable_note(entry: Any, slot: str) -> str:
@@ -65,29 +61,22 @@ def _variable_note(entry: Any, slot: str) -> str:
     return f", variable {node.name!r}" if node.is_variable and node.name != slot else ""
 
 
-def _elementwise(kind: str, node: Node, values: dict, out_key: Any) -> bool:
-    """Unify the node's input and output slots; True if anything new was learnt."""
+def _unify(kind: str, node: Node, values: dict, out_key: Any) -> bool:
+    """Let the node's operator unify its input and output slots; True if anything new was
+    learnt."""
     keys = [(id(e.node), e.index) for e in node.inputs] + [out_key]
     names = [f"input {n} ({i}-th{_variable_note(e, n)})"
              for i, (n, e) in enumerate(zip(node.op.inputs, node.inputs))] + ["output (0-th)"]
-    known = [(values.get(k), n) for k, n in zip(keys, names) if values.get(k) is not None]
-    if not known:
-        return False
-    ref, ref_name = known[0]
-    for value, name in known[1:]:
-        if value != ref:
-            raise ValueError(f"Error in operator {node.name}: {name} has {_WHAT[kind]} "
-                             f"{_show(kind, value)}, expected {_show(kind, ref)} (from "
-                             f"{ref_name}); all inputs of adam_update must share one "
-                             f"{_WHAT[kind]}")
+    rule = node.op.infer_shape if kind == "shape" else node.op.infer_type
+    ref = rule(node.op, node.name, _WHAT[kind], [(n, values.get(k)) for k, n in zip(keys, names)])
     changed = False
     for k in keys:
-        if values.get(k) is None:
+        if values.get(k) is None and ref is not None:
             values[k], changed = ref, True
     return changed
 
 
-def infer(symbol: Symbol, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
+def infer(symbol: Any, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
           partial: bool) -> tuple[list, list, list]:
     """Run one inference pass; returns (arguments, outputs, auxiliary states) in list order."""
     nodes = symbol._nodes()
@@ -112,11 +101,14 @@ def infer(symbol: Symbol, kind: str, args: Sequence[Any], kwargs: dict[str, Any]
     if kind == "stype":
         for n in ops:
             stypes = [values.get((id(e.node), e.index)) for e in n.inputs]
-            values[(id(n), 0)] = n.op.infer_storage(n.name, stypes)
+            try:
+                values[(id(n), 0)] = n.op.storage(stypes, None)[1]
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"Error in operator {n.name}: {exc}") from None
     else:
         # forward and backward facts meet at a fixed point; each pass fixes at least one node
         for _ in range(len(ops) + 1):
-            if not any([_elementwise(kind, n, values, (id(n), 0)) for n in ops]):
+            if not any([_unify(kind, n, values, (id(n), 0)) for n in ops]):
                 break
 
     def look(entries: list) -> list:
@@ -132,7 +124,7 @@ def infer(symbol: Symbol, kind: str, args: Sequence[Any], kwargs: dict[str, Any]
                    if v is None]
         if unknown:
             raise ValueError(f"infer_{kind}: cannot infer the {_WHAT[kind]} of {unknown}; give "
-                             f"the {_WHAT[kind]} of at least one input of each adam_update node "
+                             f"the {_WHAT[kind]} of at least one input of each operator node "
                              f"(or use infer_shape_partial)")
     return arg_v, out_v, aux_v
 

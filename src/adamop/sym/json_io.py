@@ -3,18 +3,25 @@
 The writer follows dmlc-core's ``JSONWriter`` (``include/dmlc/json.h``), which decides the layout:
 objects and arrays are multi-line except arrays of at most 10 plain values and maps with at most
 one entry; items are separated by ``", "`` before the line break (hence the trailing spaces);
-indentation is two spaces per open scope; keys are written raw and string values escape only
-``\\r \\n \\\\ \\t \\"``. The node layout and the graph fields are nnvm's ``JSONGraph``.
+indentation is two spaces per open scope; string values escape only ``\\r \\n \\\\ \\t \\"``
+and write every other character raw, control characters included. dmlc writes keys raw too, which
+breaks the file for a key holding one of those five; adamop escapes keys as values (the same text
+for every other key, and dmlc's reader reads it). The node layout and the graph fields are nnvm's
+``JSONGraph``.
+
+The reader takes what dmlc's reader takes (raw control characters in strings) and standard JSON
+escapes besides. Text that neither MXNet nor a file can hold is refused on both sides: a NUL (the C
+API ends the string there) and a lone surrogate (not encodable as UTF-8).
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
-from .graph import Entry, Node, Symbol, topo_order
-from .ops import lookup
+from ..ops import lookup
+from .graph import Entry, Node, topo_order
 
-__all__ = ["to_json", "from_json", "load", "load_json"]
+__all__ = ["to_json", "from_json", "check_text"]
 
 MXNET_VERSION = 10901          # written as "mxnet_version": ["int", 10901], as MXNet 1.9.1 does
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\\": "\\\\", "\t": "\\t", '"': '\\"'}
@@ -23,7 +30,22 @@ _NODE_KEYS = {"op", "name", "inputs", "attrs", "attr", "param", "control_deps", 
 
 
 # ---- writing ---------------------------------------------------------------------------------
-def _string(s: str) -> str:
+def check_text(s: str, what: str) -> str:
+    """``s`` if a symbol file can hold it: no NUL (MXNet's C API would end the string there) and
+    no lone surrogate (not encodable as UTF-8); else a ValueError naming ``what``."""
+    if "\0" in s:
+        raise ValueError(f"{what} {s!r} holds a NUL character; MXNet ends its strings there, so "
+                         f"it cannot be stored in a symbol file; remove it")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} {s!r} holds the lone surrogate {s[exc.start]!r}, which is not "
+                         f"valid Unicode and cannot be written as UTF-8; remove it") from None
+    return s
+
+
+def _string(s: str, what: str) -> str:
+    check_text(s, what)
     return '"' + "".join(_ESCAPES.get(c, c) for c in s) + '"'
 
 
@@ -45,14 +67,15 @@ def _entries(entries: list[tuple[int, int, int]], depth: int) -> str:
     return _scope([f"[{n}, {i}, {v}]" for n, i, v in entries], depth, len(entries) > 10, "[]")
 
 
-def _map(attrs: dict[str, str], depth: int) -> str:
-    items = [f'"{k}": {_string(attrs[k])}' for k in sorted(attrs)]
+def _map(attrs: dict[str, str], depth: int, node: str) -> str:
+    items = [f'{_string(k, f"attribute name of {node!r}")}: '
+             f'{_string(attrs[k], f"attribute {k!r} of {node!r}")}' for k in sorted(attrs)]
     return _scope(items, depth, len(items) > 1, "{}")
 
 
-def to_json(symbol: Symbol) -> str:
-    """The text of ``mx.sym.Symbol.tojson()`` for the same graph."""
-    nodes = topo_order(symbol._outputs)
+def to_json(heads: Sequence[Entry]) -> str:
+    """The text of ``mx.sym.Symbol.tojson()`` for the graph with these heads."""
+    nodes = topo_order(heads)
     index = {id(n): i for i, n in enumerate(nodes)}
 
     def entry(e: Entry) -> tuple[int, int, int]:
@@ -60,10 +83,10 @@ def to_json(symbol: Symbol) -> str:
 
     written = []
     for n in nodes:
-        fields = [f'"op": {_string("null" if n.is_variable else n.op.name)}',
-                  f'"name": {_string(n.name)}']
+        fields = [f'"op": "{"null" if n.is_variable else n.op.name}"',
+                  f'"name": {_string(n.name, "node name")}']
         if n.attrs:
-            fields.append(f'"attrs": {_map(n.attrs, 3)}')
+            fields.append(f'"attrs": {_map(n.attrs, 3, n.name)}')
         fields.append(f'"inputs": {_entries([entry(e) for e in n.inputs], 3)}')
         written.append(_scope(fields, 2, True, "{}"))
     row_ptr = [0]
@@ -72,7 +95,7 @@ def to_json(symbol: Symbol) -> str:
     graph = [f'"nodes": {_scope(written, 1, True, "[]")}',
              f'"arg_nodes": {_ints([i for i, n in enumerate(nodes) if n.is_variable], 1)}',
              f'"node_row_ptr": {_ints(row_ptr, 1)}',
-             f'"heads": {_entries([entry(e) for e in symbol._outputs], 1)}',
+             f'"heads": {_entries([entry(e) for e in heads], 1)}',
              f'"attrs": {{"mxnet_version": ["int", {MXNET_VERSION}]}}']
     return _scope(graph, 0, True, "{}")
 
@@ -82,11 +105,30 @@ def _fail(msg: str) -> ValueError:
     return ValueError(f"load_json: {msg}")
 
 
+def _show(raw: Any) -> str:
+    """A short JSON rendering of a value for an error message."""
+    try:
+        text = json.dumps(raw)
+    except (RecursionError, ValueError):
+        text = f"a deeply nested {type(raw).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _int(text: str) -> int:
+    """JSON integers (node, output and version numbers) that fit an int64; a longer one would
+    also trip Python's limit on converting long digit strings."""
+    if len(text.lstrip("-")) > 19 or not -2**63 <= int(text) < 2**63:
+        raise _fail(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} ({len(text)} "
+                    f"characters) is out of range; symbol JSON integers are node, output and "
+                    f"version numbers, at most 2**63 - 1")
+    return int(text)
+
+
 def _entry(raw: Any, where: str, limit: int, nodes: list[Node], forward_msg: str) -> Entry:
     """A ``[node, index]`` or ``[node, index, version]`` entry pointing below ``limit``."""
     if (not isinstance(raw, list) or len(raw) not in (2, 3)
             or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)):
-        raise _fail(f"{where} is {json.dumps(raw)}; expected [node, index] or "
+        raise _fail(f"{where} is {_show(raw)}; expected [node, index] or "
                     f"[node, index, version] with non-negative integers")
     node_id, index = raw[0], raw[1]
     version = raw[2] if len(raw) == 3 else 0
@@ -110,9 +152,10 @@ def _attrs(raw: dict, name: str) -> dict[str, str]:
         for k, v in value.items():
             if not isinstance(v, str):
                 raise TypeError(f"load_json: node {name!r}: attribute {k!r} is "
-                                f"{json.dumps(v)}; MXNet stores attribute values as strings, "
-                                f"write it as {json.dumps(str(v))}")
-            merged[k] = v
+                                f"{_show(v)}; MXNet stores attribute values as strings, "
+                                f"write it as {_show(_show(v))}")
+            check_text(k, f"load_json: node {name!r}: attribute name")
+            merged[k] = check_text(v, f"load_json: node {name!r}: attribute {k!r}")
     return merged
 
 
@@ -129,6 +172,7 @@ def _node(raw: Any, i: int, nodes: list[Node], total: int) -> Node:
     op, name, inputs = raw["op"], raw["name"], raw["inputs"]
     if not isinstance(name, str) or not isinstance(op, str) or not isinstance(inputs, list):
         raise _fail(f"nodes[{i}]: op and name must be strings and inputs a list")
+    check_text(name, f"load_json: nodes[{i}]: name")
     for key in ("control_deps", "subgraphs"):
         if raw.get(key):
             raise _fail(f"node {name!r} has {key}, which adamop does not support")
@@ -149,18 +193,26 @@ def _node(raw: Any, i: int, nodes: list[Node], total: int) -> Node:
         if not entries[k].node.is_variable:
             raise _fail(f"node {name!r}: input {opdef.inputs[k]} is mutated in place, so it must "
                         f"be a variable, not the output of {entries[k].node.name!r}")
-    return Node(opdef, name, attrs, entries, opdef.parse_params(attrs, name))
+    return Node(opdef, name, attrs, entries, opdef.parse(attrs, name))
 
 
-def from_json(text: str) -> Symbol:
-    """Parse MXNet symbol JSON (also v0.8-style files: 2-element entries, no node_row_ptr)."""
+def from_json(text: str) -> list[Entry]:
+    """The heads of the graph in MXNet symbol JSON (also v0.8-style files: 2-element entries, no
+    node_row_ptr)."""
     if not isinstance(text, str):
         raise TypeError(f"load_json expects the JSON text as a str, got {type(text).__name__}; "
                         f"use adamop.sym.load(path) for a file")
-    try:
-        graph = json.loads(text)
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise _fail(f"the text holds a NUL character (line {line}); MXNet reads symbol JSON as "
+                    f"a C string, which ends there")
+    try:   # strict=False: raw control characters in strings, which dmlc writes and reads
+        graph = json.loads(text, strict=False, parse_int=_int)
     except json.JSONDecodeError as exc:
         raise _fail(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise _fail("the JSON is nested too deeply to be a symbol graph (a graph nests four "
+                    "levels: graph, nodes, node, inputs)") from None
     if not isinstance(graph, dict):
         raise _fail(f"expected a JSON object with nodes, arg_nodes and heads, got "
                     f"{type(graph).__name__}")
@@ -185,17 +237,5 @@ def from_json(text: str) -> Symbol:
         raise _fail("the graph's attrs must be an object")
     if not graph["heads"]:
         raise _fail("heads is empty; a symbol needs at least one output")
-    heads = [_entry(e, f"heads[{k}]", len(nodes), nodes, f"but the graph has {len(nodes)} nodes "
-                    f"(out of range)") for k, e in enumerate(graph["heads"])]
-    return Symbol(heads)
-
-
-def load_json(text: str) -> Symbol:
-    """A Symbol from MXNet symbol JSON text (``mx.sym.load_json``)."""
-    return from_json(text)
-
-
-def load(path: str) -> Symbol:
-    """A Symbol from a symbol JSON file (``mx.sym.load``)."""
-    with open(path, encoding="utf-8") as f:
-        return from_json(f.read())
+    return [_entry(e, f"heads[{k}]", len(nodes), nodes, f"but the graph has {len(nodes)} nodes "
+                   f"(out of range)") for k, e in enumerate(graph["heads"])]

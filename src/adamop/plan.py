@@ -1,0 +1,203 @@
+"""The update plan: validated updates as data, run by the backends.
+
+A :class:`Plan` is what validation decided for a batch of updates: contiguous dense updates as
+:class:`DenseBatch` tables of addresses (one backend call per device and dtype, whatever the
+number of tensors), and every other update (strided, row_sparse, fallback) as an :class:`Update`
+record naming its kernel path, its arrays and its write-backs. Running a plan does no validation
+and makes no decision; :mod:`adamop.planner` makes plans and decides when one may run again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _arrays, dispatch
+from .params import OpParams, Scalars
+from .reference import PathRule
+from .storage import RowSparseArray
+
+__all__ = ["CopyInto", "StoreRows", "KeepNonzeroRows", "Update", "DenseBatch", "Plan", "run"]
+
+
+# ---- write-backs ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CopyInto:
+    """Before the kernel: ``dst[...] = src`` (a lazy update's separate ``out`` starts as the
+    weight, since the kernel writes only the grad's rows)."""
+
+    dst: Any
+    src: Any
+
+    def __call__(self) -> None:
+        if isinstance(self.dst, np.ndarray):
+            np.copyto(self.dst, self.src)
+        else:
+            self.dst.copy_(self.src)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRows:
+    """After the kernel: ``target`` (a row_sparse state or out that lacked rows, updated through
+    a dense buffer) stores every row of ``buffer``."""
+
+    target: RowSparseArray
+    buffer: Any
+
+    def __call__(self) -> None:
+        rows = _arrays.arange_like(self.target.shape[0], self.buffer)
+        self.target._set_rows(self.buffer, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class KeepNonzeroRows:
+    """After a fallback update: MXNet stores its results with a dense->row_sparse cast, which
+    keeps only the rows holding a non-zero (an all-zero row, even of -0.0, reads back as +0.0)."""
+
+    target: RowSparseArray
+
+    def __call__(self) -> None:
+        kept = RowSparseArray.from_dense(self.target.todense())
+        self.target._set_rows(kept._data, kept._indices)
+
+
+# ---- records -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One validated update that runs through a backend's per-update kernel.
+
+    Attributes:
+        task: its position in the batch of updates (which scalars and result are its).
+        path: 'dense', 'lazy', 'std' or 'fallback' (the dense kernel on dense buffers).
+        rule: the kernel's rule (:class:`~adamop.reference.PathRule`).
+        device: 'cpu', 'cuda:0', ...
+        dtype: the arrays' numpy dtype.
+        arrays: the kernel's arrays: ``(weight, grad, mean, var, out)`` for the dense kernel,
+            ``(weight, grad_data, grad_indices, mean, var, out)`` for a row kernel.
+        before, after: write-backs run before and after the kernel.
+        result: what the call returns for this update.
+        written: the torch tensors the update writes (their autograd versions are bumped).
+    """
+
+    task: int
+    path: str
+    rule: PathRule
+    device: str
+    dtype: np.dtype
+    arrays: tuple
+    before: tuple = ()
+    after: tuple = ()
+    result: Any = None
+    written: tuple = ()
+
+
+@dataclass(slots=True)
+class DenseBatch:
+    """Contiguous dense updates of one dtype on one device, as the kernels see them.
+
+    Attributes:
+        device: 'cpu', 'cuda:0', ...
+        dtype: the arrays' numpy dtype.
+        tasks: int64 [T]: the position of each update in the batch of updates.
+        addresses: int64 [T, 5]: data addresses of weight, grad, mean, var and out (the caller
+            keeps the arrays alive while the plan runs).
+        sizes: int64 [T]: elements of each update.
+        rule: the dense kernel's rule.
+        prepared: what a backend made of this batch once (its launch tables), by backend name.
+    """
+
+    device: str
+    dtype: np.dtype
+    tasks: np.ndarray
+    addresses: np.ndarray
+    sizes: np.ndarray
+    rule: PathRule
+    prepared: dict = field(default_factory=dict)
+
+    def view(self, address: int, size: int) -> np.ndarray:
+        """A 1-D NumPy array over ``size`` elements at host ``address`` (CPU batches only)."""
+        return _arrays.host_array(address, self.dtype, (size,))
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything one batch of updates needs to run: batches of addresses and update records.
+
+    ``holds_arrays`` is true when some record refers to the caller's arrays (an :class:`Update`):
+    such a plan may only run with those very arrays, and is never shared between calls.
+    """
+
+    n: int
+    batches: list[DenseBatch]
+    updates: list[Update]
+    library: str
+
+    @property
+    def holds_arrays(self) -> bool:
+        return bool(self.updates)
+
+    @property
+    def devices(self) -> list[str]:
+        return list(dict.fromkeys([b.device for b in self.batches]
+                                  + [u.device for u in self.updates]))
+
+
+def _device_type(device: str) -> str:
+    return device.split(":", 1)[0]
+
+
+def _scalars_for(params: OpParams | Sequence[OpParams], dtype: np.dtype,
+                 tasks: Sequence[int]) -> list[Scalars]:
+    if isinstance(params, OpParams):
+        return [params.scalars(dtype)] * len(tasks)
+    return [params[t].scalars(dtype) for t in tasks]
+
+
+def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Sequence[Any]],
+        backend: str | None = None) -> list[Any]:
+    """Run ``plan`` with hyperparameters ``params`` (one set, or one per update) on the arrays
+    ``columns`` = (weights, grads, means, vars, outs) it was made for; returns the new weights.
+
+    Every backend is chosen before anything is written (a backend that cannot run raises first).
+    """
+    chosen = {dev: dispatch.select(dev, backend)
+              for dev in dict.fromkeys(map(_device_type, plan.devices))}
+    for batch in plan.batches:
+        module = chosen[_device_type(batch.device)][1]
+        module.adam_dense_batch(batch, _scalars_for(params, batch.dtype, batch.tasks.tolist()),
+                                batch.rule)
+    for u in plan.updates:
+        spec, module = chosen[_device_type(u.device)]
+        p = params if isinstance(params, OpParams) else params[u.task]
+        s = p.scalars(u.dtype)
+        for step in u.before:
+            step()
+        arrays = tuple(_arrays.as_library(a, spec.array_library) for a in u.arrays)
+        if u.rule.rows == "every":
+            module.adam_dense(*arrays, s, u.rule)
+        else:
+            module.adam_rows(*arrays, s, u.rule)
+        for step in u.after:
+            step()
+    results = list(columns[4])
+    for u in plan.updates:
+        results[u.task] = u.result
+    if plan.library == "torch":
+        _bump_versions(plan, columns)
+    return results
+
+
+def _bump_versions(plan: Plan, columns: Sequence[Sequence[Any]]) -> None:
+    """Writes through a kernel bypass autograd's version counters; bump them as an in-place torch
+    op would, so autograd notices a saved tensor that changed."""
+    from torch.autograd.graph import increment_version
+    if not plan.updates:
+        written: list = [*columns[2], *columns[3], *columns[4]]
+    else:
+        batched = [t for b in plan.batches for t in b.tasks.tolist()]
+        written = [columns[k][t] for t in batched for k in (2, 3, 4)]
+        written += [t for u in plan.updates for t in u.written]
+    if written:
+        increment_version(written)
+
