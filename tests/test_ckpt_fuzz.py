@@ -2,7 +2,7 @@
 
 Every mutant either loads, or is refused with a ValueError; nothing else escapes, nothing sized
 by the file's numbers is allocated (tracemalloc's peak stays small), and a mutant that loads as
-a .params file is written back byte for byte. 8,000 cases, ~10 s.
+a .params file is written back byte for byte. 9,000 cases, ~10 s.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from conftest import DATA
-from test_states import classes  # noqa: F401  (the stand-in optimizer classes fixture)
+from test_states import classes, either_classes  # noqa: F401  (optimizer class fixtures)
 
 from adamop import nd, states
 
@@ -91,8 +91,8 @@ def test_fuzz_params():
     assert outcomes["loaded"] > 300 and outcomes["refused"] > 2000, outcomes
 
 
-def test_fuzz_states(classes):  # noqa: F811
+def test_fuzz_states(either_classes):  # noqa: F811
     outcomes = _fuzz(STATES, lambda b: states.loads(b, source="fuzz"), lambda d, x: None,
-                     3000, seed=20240612)
+                     2000, seed=20240612)
     print(outcomes)
-    assert outcomes["loaded"] > 50 and outcomes["refused"] > 1000, outcomes
+    assert outcomes["loaded"] > 30 and outcomes["refused"] > 1000, outcomes

@@ -74,6 +74,8 @@ def torch_dense(a: np.ndarray, flag: int) -> Any:
         import torch
     except ImportError:
         raise ImportError("as_torch=True needs PyTorch (pip install torch)") from None
+    if not a.flags.writeable:       # torch has no read-only tensors (RowSparseArray's indices)
+        a = a.copy()
     if flag == 12:
         return torch.from_numpy(a.view("<i2")).view(torch.bfloat16)
     return torch.from_numpy(a)
