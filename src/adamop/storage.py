@@ -126,7 +126,7 @@ class RowSparseArray:
         array([0., 3., 0., 0., 3., 0.], dtype=float32)
     """
 
-    __slots__ = ("_data", "_indices", "_shape", "_duplicates")
+    __slots__ = ("_data", "_indices", "_shape", "_duplicates", "__weakref__")
 
     def __init__(self, data: Any, indices: Any, shape: Sequence[int]):
         shape = _as_shape(shape)

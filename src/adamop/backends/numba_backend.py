@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 from itertools import repeat
-from types import SimpleNamespace
 from operator import is_
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np

@@ -23,9 +23,16 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .numba_half import (HARDWARE_HALF, _float_to_half_f16c, _float_to_half_soft,  # noqa: F401
-                         _half_to_float_f16c, _half_to_float_soft, float_to_half, half_to_float,
-                         round_half)
+from .numba_half import (  # noqa: F401
+    HARDWARE_HALF,
+    _float_to_half_f16c,
+    _float_to_half_soft,
+    _half_to_float_f16c,
+    _half_to_float_soft,
+    float_to_half,
+    half_to_float,
+    round_half,
+)
 
 _JIT = dict(parallel=True, cache=True)      # never fastmath: it would allow FMA and reordering
 # Loop bodies are inlined at Numba IR level: a call left in a loop stops LLVM's vectoriser
