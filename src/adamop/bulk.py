@@ -91,8 +91,8 @@ def fingerprint(columns: Sequence[Sequence[Any]]) -> Fingerprint | None:
             return None
         # (types need no column: Tensor and Parameter are the same to a kernel)
         return Fingerprint("torch", (ptrs, list(map(T.stride, every)), list(map(T.numel, every)),
-                                     list(map(_DTYPE, every)), list(map(_DEVICE, every))), every,
-                           in_place)
+                                     list(map(_DTYPE, every)), list(map(_DEVICE, every))),
+                           every, in_place)
     return None
 
 
