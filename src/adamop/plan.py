@@ -8,6 +8,7 @@ and makes no decision; :mod:`adamop.planner` makes plans and decides when one ma
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -154,9 +155,14 @@ def _device_type(device: str) -> str:
 
 def _scalars_for(params: OpParams | Sequence[OpParams], dtype: np.dtype,
                  tasks: Sequence[int]) -> list[Scalars]:
+    """The scalars of each task: made once per distinct parameter set, and matched to the tasks
+    with C-level maps (no Python per task)."""
     if isinstance(params, OpParams):
         return [params.scalars(dtype)] * len(tasks)
-    return [params[t].scalars(dtype) for t in tasks]
+    picked = operator.itemgetter(*tasks)(params) if len(tasks) > 1 else [params[tasks[0]]]
+    distinct = dict(zip(map(id, picked), picked))
+    made = {i: p.scalars(dtype) for i, p in distinct.items()}
+    return list(map(made.__getitem__, map(id, picked)))
 
 
 def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Sequence[Any]],

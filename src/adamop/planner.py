@@ -12,7 +12,9 @@ anything is written.
 """
 from __future__ import annotations
 
+import operator
 import threading
+from itertools import repeat
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -134,7 +136,7 @@ def _with_outputs(columns: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     """The columns with a new array for each ``None`` out of a plain dense weight (others are
     left to the general path, which makes them in the weight's storage)."""
     *inputs, outs = columns
-    if any(o is None for o in outs):
+    if any(map(operator.is_, outs, repeat(None))):
         outs = [_arrays.empty_like(w) if o is None and _arrays.library(w) is not None else o
                 for o, w in zip(outs, inputs[0])]
     return [*inputs, outs]

@@ -143,11 +143,11 @@ def _launch_tables(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> tu
     first_s = scalars[0]
     if all(map(is_, scalars, repeat(first_s))):   # the usual call: one set of hyperparameters
         rows, distinct = np.zeros(len(scalars), np.int64), [first_s]
-    else:   # one scalar row per distinct Scalars object
-        index: dict[int, int] = {}
-        rows = np.array([index.setdefault(id(s), len(index)) for s in scalars], np.int64)
-        by_id = {id(s): s for s in scalars}
-        distinct = [by_id[i] for i in index]
+    else:   # one scalar row per distinct Scalars object (C-level maps: no Python per task)
+        ids = np.fromiter(map(id, scalars), np.int64, len(scalars))
+        unique, rows = np.unique(ids, return_inverse=True)
+        by_id = dict(zip(map(id, scalars), scalars))
+        distinct = [by_id[i] for i in unique.tolist()]
     return (items, rows, np.stack([s.vector for s in distinct]),
             np.array([s.clip for s in distinct], np.int8),
             np.array([rule.v_square_first(s.clip) for s in distinct], np.int8))
