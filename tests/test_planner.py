@@ -3,6 +3,7 @@ is written) when something changed that invalidates it; a repeated step does no 
 tensor; and the bulk path accepts exactly what the general validation accepts, with its result."""
 from __future__ import annotations
 
+import gc
 import sys
 
 import numpy as np
@@ -27,17 +28,20 @@ def _lists(lib: str, n: int, size: int = 64, dtype=np.float32):
 
 
 def _python_calls(fn) -> int:
-    """Python-level calls (functions and builtins) made while ``fn`` runs."""
+    """Python-level calls (functions and builtins) made while ``fn`` runs (with the garbage
+    collector off: a collection's callbacks, which other tests may register, are not adamop's)."""
     count = 0
 
     def profile(frame, event, arg):
         nonlocal count
         count += event in ("call", "c_call")
+    gc.disable()
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        gc.enable()
     return count
 
 
