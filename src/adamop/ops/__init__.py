@@ -9,6 +9,7 @@ graph builders of :mod:`adamop.sym`. A new operator is one new module that regis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -84,12 +85,12 @@ class OpDef:
         batch="adam_dense_batch", dense="adam_dense", rows="adam_rows"))
     compute_role: str = "weight"
 
-    @property
+    @cached_property
     def roles(self) -> tuple[str, ...]:
         """The arrays of one update: the inputs, then ``out`` (the new weight)."""
         return self.inputs + ("out",)
 
-    @property
+    @cached_property
     def written(self) -> tuple[str, ...]:
         """The roles the kernels write: the mutated inputs and ``out``."""
         return tuple(self.inputs[i] for i in self.mutate_inputs) + ("out",)
