@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["corrected_lrs", "override_base_lr", "restore_scheduler", "save_scheduler"]
+__all__ = ["corrected_lrs", "lr_runs", "override_base_lr", "restore_scheduler", "save_scheduler"]
 
 OVERRIDE = ("learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in "
             "optimizer.")
@@ -47,6 +47,17 @@ def corrected_lrs(counts: Sequence[int] | np.ndarray, num_update: int,
     Raises:
         ValueError: a bias correction that is undefined (``beta1**t == 1`` or ``beta2**t > 1``).
     """
+    runs, num_update = lr_runs(counts, num_update, lr, lr_mults, beta1, beta2)
+    lrs: list[float] = []
+    for value, n in runs:
+        lrs += [value] * n
+    return lrs, num_update
+
+
+def lr_runs(counts: Sequence[int] | np.ndarray, num_update: int,
+            lr: float | Callable[[int], float], lr_mults: float | Sequence[float],
+            beta1: float, beta2: float) -> tuple[list[tuple[float, int]], int]:
+    """:func:`corrected_lrs` as runs: ``[(lr, number of consecutive updates with it), ...]``."""
     n = len(counts)
     if n == 0:
         return [], num_update
@@ -60,7 +71,7 @@ def corrected_lrs(counts: Sequence[int] | np.ndarray, num_update: int,
     starts = [0, *(np.flatnonzero(change) + 1).tolist()]
     ends = starts[1:] + [n]
     scheduled = callable(lr)
-    lrs: list[float] = []
+    runs: list[tuple[float, int]] = []
     corrections: dict[int, float] = {}
     for start, end in zip(starts, ends):
         t = int(ts[start])
@@ -69,8 +80,8 @@ def corrected_lrs(counts: Sequence[int] | np.ndarray, num_update: int,
         correction = corrections.get(t)
         if correction is None:
             correction = corrections[t] = _correction(t, beta1, beta2)
-        lrs += [rate * correction] * (end - start)
-    return lrs, int(seen[-1])
+        runs.append((rate * correction, end - start))
+    return runs, int(seen[-1])
 
 
 def _correction(t: int, beta1: float, beta2: float) -> float:

@@ -12,14 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _tensors
-from ._rates import OVERRIDE, override_base_lr, restore_scheduler, save_scheduler
 from ._checks import (AssertionTypeError, UserWarningError, check_state, flag, integer, is_bool,
                       is_dict, is_int, is_real, mult_table, real)
+from ._rates import OVERRIDE, override_base_lr, restore_scheduler, save_scheduler
 
 __all__ = ["Optimizer"]
 
-_FP16 = ("Accumulating with float16 in optimizer can lead to poor accuracy or slow convergence. "
-         "Consider using multi_precision=True option of the optimizer")
+FP16_WARNING = ("Accumulating with float16 in optimizer can lead to poor accuracy or slow "
+                "convergence. Consider using multi_precision=True option of the optimizer")
 
 
 def _is_opt_real(v: Any) -> bool:
@@ -220,7 +220,7 @@ class Optimizer:
             master = _tensors.astype_float32(weight)
             return (master, self.create_state(index, master))
         if _tensors.is_float16(weight) and not self.multi_precision:
-            warnings.warn(_FP16, UserWarning, stacklevel=2)
+            warnings.warn(FP16_WARNING, UserWarning, stacklevel=2)
         return self.create_state(index, weight)
 
     def update(self, index: Any, weight: Any, grad: Any, state: Any) -> None:
