@@ -19,7 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
-import adamop  # noqa: E402
+import adamop
 
 WORKER = Path(__file__).resolve().parent / "torch_dist_worker.py"
 CHECKS = ["DDP = one process with the averaged gradients", "DDP optimizer states = one process",
@@ -42,7 +42,7 @@ def test_ddp_zero_fsdp2_bit_identical(tmp_path):
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc-per-node", "2", str(WORKER)],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == CHECKS

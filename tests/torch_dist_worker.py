@@ -171,8 +171,7 @@ def checks(rank: int) -> None:
     same("ZeRO resumed from its consolidated state = DDP", list(zmod2.module.parameters()), final)
 
     # ---- FSDP2 -------------------------------------------------------------------------------
-    from torch.distributed.checkpoint.state_dict import (get_optimizer_state_dict,
-                                                         set_optimizer_state_dict)
+    from torch.distributed.checkpoint import state_dict as dcp
     from torch.distributed.fsdp import fully_shard
 
     def sharded() -> nn.Module:
@@ -185,7 +184,7 @@ def checks(rank: int) -> None:
     fmod = sharded()
     fopt = optimizer(fmod)
     before = [full(p).clone() for p in fmod.parameters()]
-    fresh = get_optimizer_state_dict(fmod, fopt)   # checkpoint loaders take a fresh one's too
+    fresh = dcp.get_optimizer_state_dict(fmod, fopt)   # checkpoint loaders take a fresh one's too
     assert all(s["step"] == 0 for s in fresh["state"].values()) and len(fresh["state"]) == 6
     same("a fresh FSDP2 optimizer's checkpoint moves no weight", list(fmod.parameters()), before)
     assert all(type(p).__name__ == "DTensor" for p in fmod.parameters())
@@ -194,7 +193,7 @@ def checks(rank: int) -> None:
     same("FSDP2 sharded states = DDP's", states(fopt, in_order(fmod)), saved_states)
     assert all(type(fopt.state[p]["exp_avg"]).__name__ == "DTensor" for p in fmod.parameters())
     plain = fopt.state_dict()
-    dcp = get_optimizer_state_dict(fmod, fopt)
+    saved_dcp = dcp.get_optimizer_state_dict(fmod, fopt)
     model_state = {k: v.detach().clone() for k, v in fmod.state_dict().items()}
     for how in ("state_dict", "torch.distributed.checkpoint"):
         fmod2 = sharded()
@@ -203,7 +202,7 @@ def checks(rank: int) -> None:
         if how == "state_dict":
             fopt2.load_state_dict(copy.deepcopy(plain))
         else:
-            set_optimizer_state_dict(fmod2, fopt2, copy.deepcopy(dcp))
+            dcp.set_optimizer_state_dict(fmod2, fopt2, copy.deepcopy(saved_dcp))
         same(f"FSDP2 states loaded through {how}", states(fopt2, in_order(fmod2)), saved_states)
         train(fmod2, fopt2, data, range(STEPS, STEPS + MORE))
         same(f"FSDP2 resumed through {how} = DDP", list(fmod2.parameters()), final)

@@ -58,23 +58,23 @@ def _grad(run: Mapping, z: Mapping, k: int, i: int) -> torch.Tensor:
     return torch.from_numpy(z[f"{pre}g{i}"].copy())
 
 
-def replay(run: Mapping, z: Mapping, how: str = "from_mxnet", limit: int = 8
-           ) -> tuple[list[str], adamop.torch.Adam, list, list[str]]:
-    """Replay ``run``: (the first ``limit`` differences from MXNet, the optimizer, the
-    parameters, the warnings given)."""
+def replay(run: Mapping, z: Mapping, how: str = "from_mxnet", limit: int = 8,
+           device: str = "cpu") -> tuple[list[str], adamop.torch.Adam, list, list[str]]:
+    """Replay ``run`` with parameters on ``device``: (the first ``limit`` differences from
+    MXNet, the optimizer, the parameters, the warnings given)."""
     name = run["name"]
-    params = [torch.nn.Parameter(torch.from_numpy(z[f"{name}__w0_{i}"].copy()))
+    params = [torch.nn.Parameter(torch.from_numpy(z[f"{name}__w0_{i}"].copy()).to(device))
               for i in range(len(run["params"]))]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         opt = make_optimizer(run, params, how)
-        problems = _steps(run, z, opt, params, limit)
+        problems = _steps(run, z, opt, params, limit, device)
     said = [str(w.message) for w in caught if w.category is UserWarning]
     return problems[:limit], opt, params, said
 
 
-def _steps(run: Mapping, z: Mapping, opt: adamop.torch.Adam, params: list, limit: int
-           ) -> list[str]:
+def _steps(run: Mapping, z: Mapping, opt: adamop.torch.Adam, params: list, limit: int,
+           device: str) -> list[str]:
     rescale = run.get("rescale_grad_per_step")
     problems: list[str] = []
     for k, positions in enumerate(run["schedule"]):
@@ -88,7 +88,7 @@ def _steps(run: Mapping, z: Mapping, opt: adamop.torch.Adam, params: list, limit
             waves[-1].append(i)
         for wave in waves:
             for i, p in enumerate(params):
-                p.grad = _grad(run, z, k, i) if i in wave else None
+                p.grad = _grad(run, z, k, i).to(device) if i in wave else None
             opt.step()
         for i in dict.fromkeys(positions):
             problems += _compare(f"{run['name']} step {k} param {i}", z,

@@ -73,9 +73,9 @@ class Adam(torch.optim.Optimizer):
         >>> w = torch.nn.Parameter(torch.ones(3))
         >>> opt = adamop.torch.Adam([w], lr=0.1)
         >>> w.grad = torch.full((3,), 0.5)
-        >>> opt.step()
-        >>> w.detach()      # MXNet 1.9.1's mx.optimizer.Adam gives these bits too
-        tensor([0.9000, 0.9000, 0.9000])
+        >>> opt.step()      # t = 1: lr = 0.1 * (sqrt(0.001) / 0.1), as MXNet folds it in
+        >>> w.detach().numpy()      # MXNet 1.9.1's mx.optimizer.Adam gives these bits too
+        array([0.8999994, 0.8999994, 0.8999994], dtype=float32)
     """
 
     def __init__(self, params: Iterable[Any], lr: float | None = 1e-3,
@@ -127,8 +127,14 @@ class Adam(torch.optim.Optimizer):
                                  f"pass it to Adam(...)")
         check_group({**self.defaults, **param_group}, where)
         params = param_group.get("params")
-        tensors = [params] if isinstance(params, torch.Tensor) else list(params or [])
-        for i, p in enumerate(tensors):
+        if isinstance(params, torch.Tensor):
+            param_group["params"] = [params]
+        elif params is not None and not isinstance(params, set):   # torch refuses sets
+            param_group["params"] = list(params)   # as torch does: a generator is read once
+        listed = param_group.get("params", [])
+        if isinstance(listed, list) and len({id(p) for p in listed}) != len(listed):
+            raise ValueError(f"{OWNER}: {where}lists a parameter twice; list each once")
+        for i, p in enumerate(listed):
             if isinstance(p, tuple) and len(p) == 2:   # (name, parameter), as torch accepts
                 p = p[1]
             if isinstance(p, torch.Tensor):
