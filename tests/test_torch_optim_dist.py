@@ -31,7 +31,7 @@ CHECKS = ["DDP = one process with the averaged gradients", "DDP optimizer states
           "FSDP2 states loaded through state_dict", "FSDP2 resumed through state_dict = DDP",
           "FSDP2 states loaded through torch.distributed.checkpoint",
           "FSDP2 resumed through torch.distributed.checkpoint = DDP",
-          "FSDP2 = DDP after every step"]
+          "FSDP2 = DDP after every step", "from_mxnet states on FSDP2 shards"]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),

@@ -23,6 +23,7 @@ import gc
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -60,6 +61,11 @@ KW = {"lr": 0.05, "weight_decay": 1e-3, "clip_gradient": 0.5, "eps": 1e-6}
 def scheduler() -> FactorScheduler:
     return FactorScheduler(step=2, factor=0.5, base_lr=0.05, warmup_steps=2,
                            warmup_begin_lr=0.01)
+
+
+def mxnet_adam() -> Any:
+    from adamop import optimizer as mx
+    return mx.create("adam", learning_rate=KW["lr"])
 
 
 def optimizer(module: nn.Module) -> adamop.torch.Adam:
@@ -208,6 +214,14 @@ def checks(rank: int) -> None:
         same(f"FSDP2 resumed through {how} = DDP", list(fmod2.parameters()), final)
     train(fmod, fopt, data, range(STEPS, STEPS + MORE))
     same("FSDP2 = DDP after every step", list(fmod.parameters()), final)
+
+    # MXNet's (full) states onto FSDP2's shards: sharded as the parameters are
+    mx_states = {i: (saved_states[2 * i].numpy(), saved_states[2 * i + 1].numpy())
+                 for i in range(len(saved_params))}
+    fmod3 = sharded()
+    fopt3 = adamop.torch.Adam.from_mxnet(in_order(fmod3), (mx_states, mxnet_adam()))
+    assert all(type(fopt3.state[p]["exp_avg"]).__name__ == "DTensor" for p in fmod3.parameters())
+    same("from_mxnet states on FSDP2 shards", states(fopt3, in_order(fmod3)), saved_states)
 
 
 if __name__ == "__main__":
