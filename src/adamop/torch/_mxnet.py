@@ -30,27 +30,7 @@ WHERE = f"{OWNER}.from_mxnet"
 
 def from_mxnet(cls: type, params: Any, states: Any, *, optimizer: Any = None,
                param_dict: Mapping | None = None) -> Any:
-    """An ``adamop.torch.Adam`` that continues an MXNet run bit for bit.
-
-    Args:
-        cls: the optimizer class (``adamop.torch.Adam`` or a subclass).
-        params: the torch parameter of each MXNet index: a list (index ``i`` is ``params[i]``: a
-            Gluon Trainer numbers its parameters in sorted-name order, a Module in its argument
-            order) or a dict ``{index: parameter}``. Load the weights into them first (from the
-            ``.params`` file).
-        states: MXNet's optimizer state: a ``.states`` file's path or bytes, an
-            ``adamop.optimizer.Updater`` (after ``set_states``), or what ``adamop.states.loads``
-            returns (a dict index -> state, or ``(states, optimizer)``).
-        optimizer: the MXNet optimizer (an ``adamop.optimizer.Adam`` built as the MXNet run built
-            it) when ``states`` holds none (``Module.save_checkpoint`` writes the states only;
-            MXNet then counts again from ``begin_num_update``, and so does this optimizer).
-        param_dict: index -> an object with ``lr_mult`` and ``wd_mult`` (Gluon Parameters):
-            what ``Trainer.load_states`` gives the optimizer; by default MXNet's tables.
-
-    Raises:
-        TypeError, ValueError: a state that does not fit its parameter (shape, dtype, master
-            copy), an index without a parameter, or a bad argument.
-    """
+    """``cls.from_mxnet(params, states, ...)``: see :meth:`adamop.torch.Adam.from_mxnet`."""
     table, mx = _resolve(states, optimizer)
     by_index = _mapping(params)
     unmapped = [i for i in table if i not in by_index]

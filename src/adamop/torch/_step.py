@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, is_not, itemgetter, setitem
+from operator import attrgetter, is_, is_not, itemgetter, setitem
 from typing import Any
 
 import numpy as np
@@ -99,7 +99,8 @@ def gather(opt: Any) -> Work:
             continue
         h = check_group(group, f"param_groups[{gi}] ")
         states = list(map(opt.state.get, params))
-        if not all(states) or opt._unused:
+        if not all(states) or (opt._unused and any(map(
+                is_, map(opt._unused.get, map(id, params)), states))):
             states = _states(opt, gi, params, positions, states, work.new)
         counts = _counts(states)
         runs, work.num_update = lr_runs(counts, work.num_update,
@@ -160,7 +161,12 @@ def _add(work: Work, kind: str, params: list, locals_: list, grads: list, states
     col.vs += map(_VAR, states)
     if kind.startswith(("float16", "bfloat16")):
         col.masters += map(_MASTER, states)
-    col.runs += runs
+    for h, lr, wd, n in runs:   # one parameter at a time: extend the run it continues
+        last = col.runs[-1] if col.runs else None
+        if last is not None and last[0] is h and last[1] is lr and last[2] is wd:
+            col.runs[-1] = (h, lr, wd, last[3] + n)
+        else:
+            col.runs.append((h, lr, wd, n))
 
 
 def _add_each(work: Work, gi: int, positions: list | None, params: list, grads: list,

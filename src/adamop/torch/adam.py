@@ -210,7 +210,33 @@ class Adam(torch.optim.Optimizer):
     @classmethod
     def from_mxnet(cls, params: Any, states: Any, *, optimizer: Any = None,
                    param_dict: dict | None = None) -> Adam:
-        """An optimizer that continues an MXNet run (see :func:`adamop.torch.from_mxnet`)."""
+        """An optimizer that continues an MXNet run bit for bit, from MXNet's optimizer state.
+
+        Args:
+            params: the torch parameter of each MXNet index: a list (index ``i`` is
+                ``params[i]``: a Gluon Trainer numbers its parameters in sorted-name order, a
+                Module in its argument order) or a dict ``{index: parameter}``. Load the weights
+                into them first (from the ``.params`` file).
+            states: MXNet's optimizer state: a ``.states`` file's path or bytes (read with
+                ``adamop.states``), an ``adamop.optimizer.Updater``, or what
+                ``adamop.states.loads`` returns (a dict index -> state, or ``(states,
+                optimizer)``).
+            optimizer: the MXNet optimizer (``adamop.optimizer.create("adam", ...)`` built as
+                the MXNet run built it) when ``states`` holds none (``Module.save_checkpoint``
+                writes the states only; MXNet then counts again from ``begin_num_update``, and so
+                does this optimizer).
+            param_dict: index -> an object with ``lr_mult`` and ``wd_mult`` (Gluon Parameters):
+                what ``Trainer.load_states`` gives MXNet's optimizer; by default MXNet's tables.
+
+        Returns:
+            The optimizer: its hyperparameters, scheduler (a copy, with its state), counts and
+            ``num_update`` are MXNet's; indices with the same multipliers in a row share a
+            param group, in index order (MXNet's order of updates).
+
+        Raises:
+            TypeError, ValueError: a state that does not fit its parameter (shape, dtype,
+                master copy), an index with a state but no parameter, or a bad argument.
+        """
         from ._mxnet import from_mxnet
         return from_mxnet(cls, params, states, optimizer=optimizer, param_dict=param_dict)
 
