@@ -11,7 +11,7 @@
 # Writes to $OUT (default benchmarks/gpu), each file as soon as it has something: gpu.log (all
 # output), pytest.xml (JUnit), results.md, results.csv, dense_gbps.png.
 # To rerun a part: GPU_STEPS="tests" or "bench"; GPU_TESTS (pytest arguments, default
-# tests/test_gpu.py tests/test_gpu_async.py tests/test_gpu_optimizer.py); GPU_CASES (benchmark case patterns, default all);
+# tests/test_gpu*.py); GPU_CASES (benchmark case patterns, default all);
 # GPU_TEST_WORKERS (pytest processes, default 4; 0: one, without xdist). Limits in seconds:
 # GPU_TOTAL_S (the run, 450), GPU_TEST_S (pytest, 180), GPU_TEST_EACH_S (one test, 90),
 # GPU_CASE_S (one benchmark case, 100); the benchmark gets what is left.
@@ -89,7 +89,7 @@ tests() {
         args+=(--timeout "$TEST_EACH_S" -o timeout_method="$method")
     fi
     # shellcheck disable=SC2086  # GPU_TESTS is a list of pytest arguments
-    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py tests/test_gpu_async.py tests/test_gpu_optimizer.py}
+    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py tests/test_gpu_async.py tests/test_gpu_optimizer.py tests/test_gpu_ckpt.py}
 }
 
 bench() {

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/bitexact.py, mxnet_oracle.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # mxnet_oracle.py, cases.py, ...
 
 from adamop import dispatch  # noqa: E402
 
@@ -23,14 +23,17 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None,
 settings.register_profile("explore", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-CPU_BACKENDS = [s.name for s in dispatch.registry() if "cpu" in s.devices]
+# every backend that runs CPU arrays in this process: the CPU ones, and one that runs in its
+# interpreter here (triton under TRITON_INTERPRET=1, as tests/test_triton_interpret.py runs this
+# suite's parity tests)
+CPU_BACKENDS = [s.name for s in dispatch.registry() if "cpu" in s.devices or s.interpreted("cpu")]
 
 
 @pytest.fixture(params=CPU_BACKENDS)
 def backend(request) -> str:
     """Name of a CPU backend; skips (with the reason) where it is not available."""
     spec = next(s for s in dispatch.registry() if s.name == request.param)
-    reason = spec.unavailable_reason()
+    reason = spec.unavailable_reason("cpu")
     if reason is not None:
         pytest.skip(f"backend {spec.name} unavailable: {reason}")
     return spec.name

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from bitexact import mismatch
+from adamop.bitwise import mismatch
 
 from adamop import RowSparseArray, lr_scheduler, optimizer, sym
 

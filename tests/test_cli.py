@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from adamop import __version__, check, dispatch
+from adamop import __version__, dispatch
+from adamop import selfcheck as check
 from adamop.cli import _devices, main
 
 REPO = Path(__file__).resolve().parent.parent

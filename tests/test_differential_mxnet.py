@@ -14,7 +14,7 @@ import pytest
 
 import adamop
 from adamop.params import dmlc_parse_float32
-from bitexact import mismatch
+from adamop.bitwise import mismatch
 from cases import adamop_inputs, make_cases, make_probes, pinned_cases
 from mxnet_oracle import run_mxnet
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import torch
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from conftest import DATA
 
 import adamop

@@ -3,7 +3,6 @@ through the public API, on every CPU backend. The comparison rules are those of
 ``tests/data/GOLDEN_README.md``; the expected values are MXNet's, never adamop's."""
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,19 +10,16 @@ import numpy as np
 import pytest
 
 import adamop
-from adamop import RowSparseArray
+from adamop import RowSparseArray, golden
+from adamop.bitwise import assert_bitexact
 from adamop.params import dmlc_parse_float32
-from bitexact import assert_bitexact
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_dev.npz"
-R = "row_sparse"
 
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[dict, dict[str, np.ndarray]]:
-    with np.load(GOLDEN, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return json.loads(str(arrays.pop("meta_json"))), arrays
+    return golden.load(GOLDEN)
 
 
 META, _ = _load()
@@ -36,45 +32,23 @@ def _case_id(c: dict) -> str:
     return f"{c['id']}-{c['group']}-{c['dtype']}"
 
 
-def _array(cid: str, name: str) -> np.ndarray:
-    return _load()[1][f"{cid}__{name}"].copy()
+def _case(c: dict, device: str = "cpu") -> golden.Case:
+    return golden.Case(c, _load()[1], device)
 
 
-def _has(cid: str, name: str) -> bool:
-    return f"{cid}__{name}" in _load()[1]
+def _inputs(c: dict) -> tuple:
+    """weight, grad, mean, var exactly as the generator handed them to MXNet."""
+    return _case(c).inputs()
+
+
+def _expected(c: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MXNet's outputs; for unsorted grad indices, its outputs on the sorted input (SPEC A.5)."""
+    return _case(c).expected()
 
 
 def _empty_rsp(shape: tuple, dtype: np.dtype) -> RowSparseArray:
     """A row_sparse array with no stored rows (what ``Optimizer.create_state`` makes)."""
     return RowSparseArray(np.zeros((0,) + shape[1:], dtype), np.zeros(0, np.int64), shape)
-
-
-def _inputs(c: dict) -> tuple:
-    """weight, grad, mean, var exactly as the generator handed them to MXNet."""
-    cid, st, shape = c["id"], c["stype"], tuple(c["shape"])
-    w = _array(cid, "weight")
-    weight = RowSparseArray.from_dense(w, all_rows=True) if st["weight"] == R else w
-    if _has(cid, "grad_indices"):
-        grad = RowSparseArray(_array(cid, "grad_data"), _array(cid, "grad_indices"), shape)
-    elif st["grad"] == R:
-        grad = RowSparseArray.from_dense(_array(cid, "grad"), all_rows=True)
-    else:
-        grad = _array(cid, "grad")
-    states = []
-    for name in ("mean", "var"):
-        if c["extra"].get("state_empty_rsp"):
-            states.append(_empty_rsp(shape, w.dtype))
-        elif st[name] == R:
-            states.append(RowSparseArray.from_dense(_array(cid, name), all_rows=True))
-        else:
-            states.append(_array(cid, name))
-    return (weight, grad, *states)
-
-
-def _expected(c: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MXNet's outputs; for unsorted grad indices, its outputs on the sorted input (SPEC A.5)."""
-    suffix = "_out_sorted" if c["extra"].get("sorted_result_differs") else "_out"
-    return tuple(_array(c["id"], k + suffix) for k in ("weight", "mean", "var"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -95,8 +69,8 @@ def test_golden_case(case: dict, backend: str) -> None:
 
 # A lazy update with an empty grad: MXNet is a no-op with out=weight (recorded), and with
 # out=None returns uninitialised memory; adamop returns the unchanged weight (SPEC A.5).
-LAZY_EMPTY = [c for c in CASES if c["path"] == "lazy" and _has(c["id"], "grad_indices")
-              and _array(c["id"], "grad_indices").size == 0]
+LAZY_EMPTY = [c for c in CASES if c["path"] == "lazy" and _case(c).has("grad_indices")
+              and _case(c).array("grad_indices").size == 0]
 
 
 def test_lazy_empty_cases_exist() -> None:
@@ -118,41 +92,20 @@ def test_lazy_empty_grad_out_none(case: dict, backend: str) -> None:
 
 
 # ---- mx.optimizer.Adam runs -----------------------------------------------------------------
-def _storage(x: np.ndarray, stype: str, *, empty: bool = False):
-    if stype != R:
-        return x
-    return _empty_rsp(x.shape, x.dtype) if empty else RowSparseArray.from_dense(x, all_rows=True)
-
-
 @pytest.mark.parametrize("case", OPTIMIZER, ids=_case_id)
 def test_golden_optimizer_run(case: dict, backend: str) -> None:
-    """Replay the recorded adam_update calls of an ``mx.optimizer.Adam`` run step by step."""
-    cid, ex, shape = case["id"], case["extra"], tuple(case["shape"])
-    w0, grads = _array(cid, "weight"), _array(cid, "grads")
-    mp = ex["multi_precision"]
-    state_dtype = np.float32 if mp else w0.dtype
-    master = w0.astype(np.float32) if mp else w0
-    weight = _storage(master, ex["weight_stype"])
-    mean, var = (_storage(np.zeros(shape, state_dtype), ex["state_stype"],
-                          empty=ex["state_empty_rsp"]) for _ in range(2))
-    for t, kwargs in enumerate(ex["steps"]):
-        if _has(cid, f"grad_indices_{t}"):
-            grad = RowSparseArray(_array(cid, f"grad_data_{t}"), _array(cid, f"grad_indices_{t}"),
-                                  shape)
-        else:
-            grad = _storage(grads[t], ex["grad_stype"])
-        if mp:   # update_multi_precision: grad cast to float32, the fp32 master copy updated
-            grad = (RowSparseArray(grad.data.astype(np.float32), grad.indices, shape)
-                    if isinstance(grad, RowSparseArray) else grad.astype(np.float32))
+    """Replay the recorded adam_update calls of an ``mx.optimizer.Adam`` run step by step; a
+    multi_precision run updates the float32 master copy and casts it back every step."""
+    c = _case(case)
+    weight, mean, var = c.optimizer_start()
+    for grad, kwargs in c.optimizer_steps():
         with np.errstate(all="ignore"):
             adamop.adam_update(weight, grad, mean, var, out=weight, backend=backend, **kwargs)
-        dense = weight.todense() if isinstance(weight, RowSparseArray) else weight
-        final = dense.astype(np.float16) if mp else dense   # the master cast back every step
-    if mp:
-        assert_bitexact(dense, _array(cid, "weight32_out"), f"{cid} weight32_out")
-    assert_bitexact(final, _array(cid, "weight_out"), f"{cid} weight_out")
-    assert_bitexact(mean, _array(cid, "mean_out"), f"{cid} mean_out")
-    assert_bitexact(var, _array(cid, "var_out"), f"{cid} var_out")
+    dense = weight.todense() if isinstance(weight, RowSparseArray) else weight
+    got = {"weight_out": dense.astype(np.float16) if c.multi_precision else dense,
+           "mean_out": mean, "var_out": var, "weight32_out": dense}
+    for name, want in c.optimizer_expected():
+        assert_bitexact(got[name], want, f"{case['id']} {name}")
 
 
 @pytest.mark.parametrize("case", OPTIMIZER, ids=_case_id)
@@ -162,7 +115,7 @@ def test_bias_corrected_lr_matches_mxnet_optimizer(case: dict) -> None:
     assert not {"lr_scheduler", "set_lr_mult"} & okw.keys()
     lr = float(okw.get("learning_rate", 0.001))
     b1, b2 = float(okw.get("beta1", 0.9)), float(okw.get("beta2", 0.999))
-    recorded = _array(case["id"], "lr_t")
+    recorded = _case(case).array("lr_t")
     for t, step in enumerate(case["extra"]["steps"], start=1):
         got = adamop.bias_corrected_lr(lr, b1, b2, t)
         assert got == recorded[t - 1] and str(got) == step["lr"], (t, got, step["lr"])

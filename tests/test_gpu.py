@@ -19,7 +19,7 @@ import pytest
 
 import adamop
 from adamop import RowSparseArray, dispatch, reference
-from bitexact import assert_bitexact, to_numpy
+from adamop.bitwise import assert_bitexact, to_numpy
 from test_triton_ptx import APPROX, EXACT_NEG, FLOAT_FMA, zero_subtractions
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")

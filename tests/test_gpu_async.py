@@ -14,7 +14,7 @@ import pytest
 
 import adamop
 from adamop import RowSparseArray, reference
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from test_gpu import DTYPES, _draw, gpu
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")

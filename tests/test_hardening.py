@@ -13,7 +13,7 @@ import stat
 import numpy as np
 import pytest
 import torch
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from mxnet_oracle import run_mxnet
 
 import adamop

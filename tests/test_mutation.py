@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import adamop
-from bitexact import mismatch, to_numpy
+from adamop.bitwise import mismatch, to_numpy
 from mxnet_oracle import run_mxnet
 
 pytestmark = pytest.mark.mxnet   # needs the MXNet 1.9.1 side venv (tests/mxnet_oracle.py)

@@ -15,7 +15,7 @@ import pytest
 
 import adamop
 from adamop import RowSparseArray
-from bitexact import mismatch
+from adamop.bitwise import mismatch
 from mxnet_oracle import run_mxnet
 
 pytestmark = pytest.mark.mxnet   # needs the MXNet 1.9.1 side venv (tests/mxnet_oracle.py)

@@ -14,7 +14,7 @@ import pytest
 
 import adamop
 from adamop import RowSparseArray, lr_scheduler, optimizer, sym
-from bitexact import mismatch
+from adamop.bitwise import mismatch
 from conftest import DATA
 from optimizer_runs import build
 

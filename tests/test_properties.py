@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from bitexact import mismatch
+from adamop.bitwise import mismatch
 from conftest import CPU_BACKENDS
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st

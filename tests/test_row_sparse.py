@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from conftest import DATA
 
 import adamop
@@ -264,7 +264,7 @@ def test_in_place_row_sparse_step_matches_reference(backend, dtype, lazy, clip):
     """``adam_update(w, rsp_grad, m, v, out=w)`` gives the reference's bits, on arrays that own
     their memory and with a view among the inputs alike."""
     from adamop import AdamParams, reference
-    from bitexact import assert_bitexact
+    from adamop.bitwise import assert_bitexact
 
     rng = np.random.default_rng(7)
     kw = dict(lr=0.01, wd=0.05, rescale_grad=0.7, clip_gradient=clip, lazy_update=lazy)

@@ -99,7 +99,7 @@ def _windows() -> np.ndarray:
 def main() -> dict:
     import adamop
     from adamop import RowSparseArray
-    from bitexact import mismatch
+    from adamop.bitwise import mismatch
 
     small = [np.ones(1000, np.float16) for _ in range(4)]          # compile before measuring
     adamop.adam_update(*small, out=small[0], backend="numba", **KW)

@@ -15,7 +15,7 @@ import pytest
 import adamop
 from adamop import RowSparseArray, sym
 from adamop.sym import executor as executor_mod
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 
 SPEC_JSON = """{
   "nodes": [

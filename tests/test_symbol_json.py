@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from adamop import sym
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 
 JSON_DIR = Path(__file__).resolve().parent / "data" / "json_dev"
 FIXTURES = sorted(p.stem for p in JSON_DIR.glob("*.json"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adamop import RowSparseArray, sym
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from mxnet_oracle import run_mxnet
 
 DTYPES = (np.float16, np.float32, np.float64)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bitexact import assert_bitexact
+from adamop.bitwise import assert_bitexact
 from conftest import DATA
 
 import adamop

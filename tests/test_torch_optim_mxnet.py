@@ -18,9 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bitexact import assert_bitexact
-
 from adamop import RowSparseArray, lr_scheduler, optimizer
+from adamop.bitwise import assert_bitexact
 from adamop.torch import Adam
 
 SHAPES = [(6, 4), (4,), (5, 3), (3,)]

@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 nd = pytest.importorskip("adamop.nd", reason="needs adamop's MXNet checkpoint readers "
                                               "(adamop.nd and adamop.states)")
 
-from bitexact import assert_bitexact
 from conftest import DATA
 
 from adamop import RowSparseArray, lr_scheduler, optimizer
+from adamop.bitwise import assert_bitexact
 from adamop.torch import Adam
 
 DEV = DATA / "ckpt_dev"

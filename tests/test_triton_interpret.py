@@ -140,6 +140,23 @@ def test_child_ran_in_the_interpreter(results: dict) -> None:
     assert results["interpreted"] is None
 
 
+# ---- the registry's parity tests, with triton among the backends --------------------------------
+def test_backend_parity_suite_runs_on_triton_in_the_interpreter() -> None:
+    """tests/test_backends.py is parametrised over the registry's backends that run CPU arrays in
+    the process; under TRITON_INTERPRET=1 that includes triton (named explicitly: the
+    interpreter is never chosen automatically), so the same parity tests run its kernels here."""
+    if not HAVE_TRITON:
+        pytest.skip("triton is not installed (pip install triton): the interpreter tests need it")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(Path(__file__).with_name("test_backends.py")), "-k", "triton"],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
+    assert proc.returncode == 0, f"{tail}\n{proc.stdout[-4000:]}"
+    passed = int(tail.split(" passed")[0].split()[-1])
+    assert passed >= 200 and "skipped" not in tail and "failed" not in tail, tail
+
+
 # ---- host-side helpers of the backend (no kernel runs) ----------------------------------------
 @pytest.fixture(scope="module")
 def tb():
@@ -170,14 +187,13 @@ def test_row_strides(tb, view, strides) -> None:
 # ---- the child: TRITON_INTERPRET=1 -------------------------------------------------------------
 def _run_all() -> dict[str, Any]:
     import torch
-    import triton
 
     import adamop
     from adamop import RowSparseArray, reference
     from adamop.backends import TRITON
     from adamop.backends import triton_backend as tb
     from adamop.backends.triton_kernels import adam_dense_kernel
-    from bitexact import mismatch
+    from adamop.bitwise import mismatch
 
     rng = np.random.default_rng(20250101)
     results: dict[str, Any] = {}

@@ -39,7 +39,8 @@ EXACT_NEG = r"\bneg\.f(?:16|32|64)\b|\bxor\.b(?:32|64)\s+%\w+,\s*%\w+,\s*(?:-214
 # the lazy row kernel, and the dense kernel without clipping
 CASES = [(k, d, True, False) for k in ("adam_dense_kernel", "adam_multi_kernel",
                                          "adam_rows_kernel") for d in ("fp16", "fp32", "fp64")]
-CASES += [("adam_rows_kernel", "fp32", True, True), ("adam_dense_kernel", "fp32", False, False)]
+CASES += [("adam_rows_kernel", "fp32", True, True), ("adam_dense_kernel", "fp32", False, False),
+          ("adam_multi_kernel", "mp", True, False)]     # mp_adam_update's batched launch
 
 
 def case_id(kernel: str, dtype: str, clip: bool, lazy: bool) -> str:

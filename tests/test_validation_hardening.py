@@ -159,3 +159,19 @@ def test_row_kernels_never_index_out_of_bounds(bad):
         with pytest.raises(ValueError, match="no longer ascending, unique and in"):
             numba_backend.adam_rows(w, g._data, idx, m, v, w, s, rule)
     assert (w == 1).all() and (m == 0).all() and (v == 0).all()
+
+
+def test_assigning_into_arg_dict_rebinds_and_is_checked():
+    """An array assigned into arg_dict between runs is used (and validated first)."""
+    ex = _bound()
+    w, m, v = ex.arg_dict["w"].copy(), ex.aux_dict["m"].copy(), ex.aux_dict["v"].copy()
+    new_g = np.full(6, 2.0, np.float32)
+    ex.arg_dict["g"] = new_g
+    got = ex.forward()[0]
+    want = adamop.adam_update(w, new_g, m, v, lr=0.1, backend="numpy")
+    assert got.tobytes() == want.tobytes() and ex.aux_dict["m"].tobytes() == m.tobytes()
+    ex.arg_dict["g"] = np.zeros(5, np.float32)
+    before = [x.copy() for x in (*ex.aux_dict.values(), ex.outputs[0])]
+    with pytest.raises(ValueError, match="shape"):
+        ex.forward()
+    _unchanged(before, [*ex.aux_dict.values(), ex.outputs[0]])

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from bitexact import mismatch, to_numpy
 from optimizer_runs import build, scheduler
 
 import adamop.torch
+from adamop.bitwise import mismatch, to_numpy
 
 R = "row_sparse"
 

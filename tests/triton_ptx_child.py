@@ -58,8 +58,11 @@ def _compile(fn, sig: dict, const: dict, aligned: list[str], fusion: bool) -> st
 
 def kernel_ptx(kernels, name: str, dtype: str, *, clip: bool = True, lazy: bool = False,
                fusion: bool = False) -> str:
-    """PTX of one of adamop's kernels for ``dtype`` (fp16/fp32/fp64)."""
+    """PTX of one of adamop's kernels for ``dtype`` (fp16/fp32/fp64; "mp": the batched kernel of
+    mp_adam_update, float32 arithmetic on the master copy with a float16 grad and out)."""
     fn = getattr(kernels, name)
+    mp = dtype == "mp"
+    dtype = "fp32" if mp else dtype
     # the rounding order of v as the reference's PathRules give it: dense never squares g first,
     # lazy when clipping, standard always
     square_first = (clip if lazy else True) if name == "adam_rows_kernel" else False
@@ -73,7 +76,8 @@ def kernel_ptx(kernels, name: str, dtype: str, *, clip: bool = True, lazy: bool 
         aligned = ptrs + ["n"]
     elif name == "adam_multi_kernel":
         ptrs = ["table_ptr", "chunk_tensor_ptr", "chunk_first_ptr", "scalars_ptr"]
-        const = dict(DT=DT[dtype], PER_TENSOR=True, ALIGNED=True, BLOCK=2048, **flags)
+        const = dict(DT=DT[dtype], GDT=DT["fp16" if mp else dtype], MP=mp, PER_TENSOR=True,
+                     ALIGNED=True, BLOCK=2048, **flags)
         sig.update(dict(zip(ptrs, ["*i64", "*i32", "*i64", "*fp32"])))
         aligned = ptrs
     else:

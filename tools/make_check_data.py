@@ -74,7 +74,7 @@ def pool(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str
     compress far better together than one zip entry and one .npy header each).
 
     Returns the pools (dtype name -> 1-D array) and the index (array name -> [dtype, offset,
-    shape]) that :func:`adamop.check.load_cases` uses to cut them apart again.
+    shape]) that :func:`adamop.golden.load` uses to cut them apart again.
     """
     parts: dict[str, list[np.ndarray]] = {}
     sizes: dict[str, int] = {}

@@ -4,6 +4,7 @@ PyTorch is never imported here: a tensor can only exist if its caller already im
 """
 from __future__ import annotations
 
+import operator
 import re
 import sys
 from typing import Any
@@ -11,6 +12,17 @@ from typing import Any
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_integer(x: Any) -> int | None:
+    """x as an int if it is an integer (Python, NumPy, or anything with ``__index__``; not a
+    bool), else None."""
+    if isinstance(x, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(x)
+    except TypeError:
+        return None
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -142,6 +154,10 @@ def as_library(x: Any, lib: str) -> Any:
         return numpy_view(x)
     if isinstance(x, np.ndarray):
         import torch
+        if any(st < 0 for st in x.strides):
+            raise ValueError(f"a backend that computes on torch tensors cannot view a NumPy array "
+                             f"with negative strides {x.strides} (torch has none); pass "
+                             f"numpy.ascontiguousarray(x), or use a NumPy backend")
         return torch.from_numpy(x)
     return x
 

@@ -4,30 +4,40 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
-def write_atomically(path: Any, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+def write_atomically(path: Any, content: bytes | Callable[[BinaryIO], Any]) -> None:
+    """Write ``content`` (bytes, or a function that writes into the open file) to ``path``
+    through a temporary file in the same folder and ``os.replace``.
 
-    Nothing touches ``path`` until the new content is complete and on disk, so a failure leaves an
-    existing file as it was. A symbolic link is followed (the file it names is replaced, as
-    ``open(path, "w")`` would write it), and an existing file keeps its permission bits.
+    Nothing touches ``path`` until the new content is complete and on disk, so a failure at any
+    point leaves an existing file as it was and no temporary file behind. A symbolic link is
+    followed (the file it names is replaced, as ``open(path, "w")`` would write it), and an
+    existing file keeps its permission bits; a new one gets ``open()``'s (0o666 less the umask).
 
     Raises:
         TypeError: ``path`` is not a str or os.PathLike.
-        OSError: the folder cannot be written (the temporary file is removed).
+        OSError: the folder cannot be written.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected a file path (str or os.PathLike), got {type(path).__name__}")
     target = os.path.realpath(os.fspath(path))
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    # 0o666 under the umask: the mode open(path, "w") gives a new file (mkstemp would give 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    while True:
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
             f.flush()
             os.fsync(f.fileno())
         try:

@@ -37,9 +37,9 @@ def _read_python(arrays: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _compile():
+    from llvmlite import ir
     from numba import njit, types
     from numba.extending import intrinsic
-    from llvmlite import ir
 
     @intrinsic
     def peek(typingctx, address, width):

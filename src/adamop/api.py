@@ -14,10 +14,12 @@ from typing import Any, Callable, Sequence
 from . import _arrays
 from .ops import OpDef
 from .ops.adam import ADAM_UPDATE
+from .ops.mp_adam import MP_ADAM_UPDATE
 from .params import OpParams
 from .planner import Planner
 
-__all__ = ["adam_update", "adam_update_multi", "make_functions"]
+__all__ = ["adam_update", "adam_update_multi", "mp_adam_update", "mp_adam_update_multi",
+           "make_functions"]
 
 _EXTRA = ("out", "backend")
 
@@ -55,13 +57,21 @@ def _per_tensor(name: str, value: Any, n: int) -> list[Any]:
 
 
 def _parse_multi(op: OpDef, hyper: dict[str, Any], n: int) -> OpParams | list[OpParams]:
-    """One parsed set for the whole batch, or one per update where a value is a list (each
-    distinct set of values is parsed once)."""
+    """One parsed set for the whole batch, or one per update where a value is a list.
+
+    Each distinct set of values is parsed once; the updates are matched to them with C-level
+    maps (a step of 2,000 tensors with per-tensor learning rates does no Python per tensor).
+    Values are told apart by their ``repr``, as MXNet tells them apart by their ``str``:
+    ``True`` and ``1``, ``0.0`` and ``-0.0`` are different parameters."""
     per = {k: _per_tensor(k, v, n) for k, v in hyper.items()}
-    if not any(isinstance(v, (list, tuple)) for v in hyper.values()):
+    varying = [per[k] for k, v in hyper.items() if isinstance(v, (list, tuple))]
+    if not varying:
         return op.params.from_kwargs(hyper)
-    return [op.params.from_kwargs({k: per[k][i] for k in hyper}, op_name=f"tensor {i}")
-            for i in range(n)]
+    keys = list(zip(*(map(repr, values) for values in varying)))
+    first = dict(zip(reversed(keys), range(n - 1, -1, -1)))   # each key's first update
+    parsed = {key: op.params.from_kwargs({k: per[k][i] for k in hyper}, op_name=f"tensor {i}")
+              for key, i in first.items()}
+    return list(map(parsed.__getitem__, keys))
 
 
 def _signature(op: OpDef, inputs: Sequence[str]) -> inspect.Signature:
@@ -124,7 +134,8 @@ def make_functions(op: OpDef, planner: Planner) -> tuple[Callable[..., Any], Cal
 
 adam_update, adam_update_multi = make_functions(ADAM_UPDATE, Planner(ADAM_UPDATE))
 adam_update.__module__ = adam_update_multi.__module__ = __name__
-adam_update.__doc__ = r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``mean`` and ``var`` change in place.
+adam_update.__doc__ = r"""\
+    One Adam step with MXNet 1.9.1's exact arithmetic; mean and var change in place.
 
     .. math::
 
@@ -159,7 +170,8 @@ adam_update.__doc__ = r"""One Adam step with MXNet 1.9.1's exact arithmetic; ``m
         >>> m   # (1 - 0.9f) * 0.5 in float32, as MXNet 1.9.1 prints it
         array([0.05000001, 0.05000001, 0.05000001], dtype=float32)
     """
-adam_update_multi.__doc__ = """:func:`adam_update` over many parameters at once, in as few backend calls as possible.
+adam_update_multi.__doc__ = """\
+    :func:`adam_update` over many parameters, in as few backend calls as possible.
 
     Each hyperparameter is one value for all tensors or a list with one value per tensor. Every
     update is validated before any array is written. Returns the list of new weights. Repeated
@@ -175,3 +187,30 @@ adam_update_multi.__doc__ = """:func:`adam_update` over many parameters at once,
         >>> ws[1]   # MXNet 1.9.1 gives the same for a float64 weight and lr=0.2
         array([0.36754044, 0.36754044, 0.36754044])
     """
+
+
+mp_adam_update, mp_adam_update_multi = make_functions(MP_ADAM_UPDATE, Planner(MP_ADAM_UPDATE))
+mp_adam_update.__module__ = mp_adam_update_multi.__module__ = __name__
+mp_adam_update.__doc__ = """\
+    MXNet's multi-precision Adam step on a float16 weight, fused: bit for bit the three
+    operations of ``mx.optimizer.Adam(multi_precision=True)``.
+
+    ``weight32`` (the float32 master copy), ``mean`` and ``var`` (float32) are updated in place
+    with the grad (float16 or float32) widened to float32, exactly as :func:`adam_update` on the
+    master copy; the new weight is the master copy rounded to float16 (nearest even), returned
+    (in ``out`` when given: ``out=weight`` is the usual call). One pass over memory instead of
+    three. Dense arrays only.
+
+    Examples:
+        >>> import numpy as np, adamop
+        >>> w32 = np.array([1.0, -2.0], np.float32)
+        >>> w, g = w32.astype(np.float16), np.array([0.5, 0.25], np.float16)
+        >>> m, v = np.zeros(2, np.float32), np.zeros(2, np.float32)
+        >>> adamop.mp_adam_update(w, g, m, v, w32, lr=0.1, out=w)
+        array([ 0.6836, -2.316 ], dtype=float16)
+        >>> w32   # the master copy, as adam_update would leave it
+        array([ 0.6837703, -2.3162293], dtype=float32)
+    """
+mp_adam_update_multi.__doc__ = """\
+    :func:`mp_adam_update` over many parameters, in as few backend calls as possible (each
+    hyperparameter one value for all or a list with one per tensor)."""

@@ -1,5 +1,6 @@
 """The ``adamop`` command: ``info`` (versions and backend choice), ``check`` (the shipped MXNet
-golden set, bit for bit, on every backend) and ``bench`` (the benchmark harness).
+golden set, bit for bit, on every backend), ``bench`` (the benchmark harness), ``inspect`` and
+``convert`` (MXNet checkpoint files).
 
 Also runnable as ``python -m adamop``. Every subcommand returns an exit status: 0 on success,
 1 when a check fails, 2 on a usage error or a missing component.
@@ -13,7 +14,7 @@ import importlib.util
 import os
 import platform
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import __version__, dispatch
 
@@ -93,7 +94,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import load_cases, run_check
+    from .selfcheck import load_cases, run_check
     cases, arrays = load_cases()
     progress = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else None
     report = run_check(args.backend, devices=_devices(), cases=cases, arrays=arrays,
@@ -137,11 +138,84 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return int(bench.main(list(argv)) or 0)
 
 
+def _table(header: Sequence[str], rows: list[Sequence]) -> str:
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _fail(exc: BaseException) -> int:
+    """1 for a file that could not be read or written, 2 for a usage error or missing package."""
+    from .convert import MissingDependency, UnknownFormat
+    print(f"error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, (MissingDependency, UnknownFormat)) else 1
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from . import convert, states
+    path = args.file
+    try:
+        if path.lower().endswith(".states"):
+            with open(path, "rb") as f:
+                lines, rows = convert.states_summary(states.loads(f.read(), source=path,
+                                                                  resolve=False))
+            print(f"{path}: MXNet optimizer states")
+            print("\n".join(lines))
+            header = ("index", "name", "state", "storage", "dtype", "shape", "stored rows",
+                      "bytes")
+        else:
+            convert.kind_of(path)
+            rows = convert.entries(path)
+            print(f"{path}: {len(rows)} arrays, {sum(r[-1] for r in rows):,} bytes of values")
+            header = ("name", "storage", "dtype", "shape", "stored rows", "bytes")
+    except (ValueError, OSError, ImportError) as exc:
+        return _fail(exc)
+    if rows and header[1] == "name" and not any(r[1] for r in rows):
+        header, rows = header[:1] + header[2:], [r[:1] + r[2:] for r in rows]   # no names known
+    if rows:
+        print(_table(header, rows))
+    return 0
+
+
+def _progress(path: str) -> tuple[Any, Any]:
+    """A tqdm bar over a big file's bytes on a terminal (none for small files or without tqdm)."""
+    try:
+        size = os.path.getsize(path)
+        from tqdm import tqdm
+    except (OSError, ImportError):
+        return None, None
+    if size < 64 << 20 or not sys.stderr.isatty():
+        return None, None
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(path),
+               file=sys.stderr)
+    return bar, bar.update
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from . import convert
+    try:
+        convert.kind_of(args.out)
+        bar, step = _progress(args.input)
+        data = convert.read(args.input, progress=step)
+        if bar is not None:
+            bar.reset(total=sum(int(getattr(v, "nbytes", 0) or 0) for v in
+                                (data.values() if isinstance(data, dict) else data)))
+        notes = convert.write(args.out, data, dense=args.dense, progress=step)
+        if bar is not None:
+            bar.close()
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        return _fail(exc)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{args.input} -> {args.out}: {len(data)} arrays")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adamop", description="MXNet 1.9.1's adam_update, bit for bit, on NumPy and PyTorch.")
     parser.add_argument("--version", action="version", version=f"adamop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{info,check,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,check,bench,inspect,convert}")
     sub.required = True
     info = sub.add_parser("info", help="versions, backends and which one runs automatically")
     info.set_defaults(func=cmd_info)
@@ -153,6 +227,22 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     sub.add_parser("bench", help="run the benchmark harness (arguments are passed to it; "
                                  "see `adamop bench --help`)", add_help=False)
+    inspect = sub.add_parser("inspect", help="list the arrays of a checkpoint (.params, .states, "
+                                             ".npz, .pt, .safetensors)")
+    inspect.add_argument("file")
+    inspect.set_defaults(func=cmd_inspect)
+    convert = sub.add_parser(
+        "convert", help="convert a checkpoint between .params, .npz, .pt and .safetensors",
+        description="Convert arrays between MXNet .params, NumPy .npz, torch .pt state dicts and "
+                    ".safetensors (by extension). row_sparse and csr arrays stay sparse: torch "
+                    "sparse tensors in .pt; in .npz and .safetensors an entry NAME is stored as "
+                    "NAME@row_sparse.data/.indices/.shape (csr: NAME@csr.data/.indices/.indptr/"
+                    ".shape), which convert reads back; --dense stores dense arrays instead.")
+    convert.add_argument("input", metavar="IN")
+    convert.add_argument("out", metavar="OUT")
+    convert.add_argument("--dense", action="store_true",
+                         help="store sparse arrays densely (in .npz, .pt, .safetensors)")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

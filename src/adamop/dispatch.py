@@ -38,6 +38,10 @@ class KernelSpec:
     requires: tuple[str, ...] = ()
     probe: Callable[[], str | None] | None = field(default=None, compare=False)
     description: str = ""
+    # (device, environment variable): where the backend also runs in an interpreter, switched on
+    # by that variable (=1) before the backend is imported. Slow, for checking kernels without
+    # their hardware: it is used only when asked for by name, never chosen automatically.
+    interpreter: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.array_library not in ("numpy", "torch"):
@@ -45,14 +49,24 @@ class KernelSpec:
         if not self.devices:
             raise ValueError(f"KernelSpec {self.name}: needs at least one device")
 
-    def unavailable_reason(self) -> str | None:
-        """None if the backend can be loaded here, else why not (without importing it)."""
+    def unavailable_reason(self, device: str | None = None) -> str | None:
+        """None if the backend can be loaded here (on ``device``, if given), else why not
+        (without importing it)."""
+        missing = self._missing_package()
+        if missing is None and self.probe is not None and not (device and self.interpreted(device)):
+            return self.probe()
+        return missing
+
+    def _missing_package(self) -> str | None:
         for package in self.requires:
             if importlib.util.find_spec(package) is None:
                 return f"the package {package!r} is not installed (pip install {package})"
-        if self.probe is not None:
-            return self.probe()
         return None
+
+    def interpreted(self, device: str) -> bool:
+        """True if this process runs the backend in its interpreter on ``device``."""
+        return (self.interpreter is not None and self.interpreter[0] == device
+                and os.environ.get(self.interpreter[1]) == "1")
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -75,10 +89,14 @@ def registry() -> list[KernelSpec]:
     return list(_BEST_FIRST)
 
 
-def _rejection(spec: KernelSpec, device: str) -> str | None:
-    if device not in spec.devices:
-        return f"runs on {'/'.join(spec.devices)}, the arrays are on {device}"
-    return spec.unavailable_reason()
+def _rejection(spec: KernelSpec, device: str, explicit: bool = False) -> str | None:
+    if device in spec.devices:
+        return spec.unavailable_reason()
+    if spec.interpreted(device):
+        return spec._missing_package() if explicit else (
+            f"runs on {device} in its interpreter ({spec.interpreter[1]}=1) only when asked for "
+            f"by name")
+    return f"runs on {'/'.join(spec.devices)}, the arrays are on {device}"
 
 
 def explain(device: str = "cpu") -> list[tuple[str, str | None]]:
@@ -100,7 +118,7 @@ def select(device: str, explicit: str | None = None) -> tuple[KernelSpec, Module
             raise BackendUnavailableError(
                 f"unknown backend {explicit!r}{source}; expected one of {', '.join(_REGISTRY)} "
                 f"(see `adamop info`)")
-        reason = _rejection(spec, device)
+        reason = _rejection(spec, device, explicit=True)
         if reason is not None:
             raise BackendUnavailableError(
                 f"backend {explicit!r}{source} cannot run these arrays: {reason}. {fix} (see "

@@ -17,8 +17,16 @@ from collections.abc import Callable
 from math import cos, pi
 from typing import Any
 
-from .optimizer._checks import (AssertionTypeError, AssertionValueError, check_state, integer,
-                                is_int, is_real, is_str, real)
+from .optimizer._checks import (
+    AssertionTypeError,
+    AssertionValueError,
+    check_state,
+    integer,
+    is_int,
+    is_real,
+    is_str,
+    real,
+)
 
 __all__ = ["LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
            "CosineScheduler"]

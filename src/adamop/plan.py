@@ -8,6 +8,7 @@ and makes no decision; :mod:`adamop.planner` makes plans and decides when one ma
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -99,11 +100,13 @@ class DenseBatch:
     Attributes:
         device: 'cpu', 'cuda:0', ...
         dtype: the arrays' numpy dtype.
+        dtype: the dtype the arithmetic is done in (the op's ``compute_role``'s).
         tasks: int64 [T]: the position of each update in the batch of updates.
-        addresses: int64 [T, 5]: data addresses of weight, grad, mean, var and out (the caller
-            keeps the arrays alive while the plan runs).
+        addresses: int64 [T, R]: data addresses of the op's roles (for adam_update: weight,
+            grad, mean, var and out); the caller keeps the arrays alive while the plan runs.
         sizes: int64 [T]: elements of each update.
         rule: the dense kernel's rule.
+        dtypes: the dtype of each role.
         prepared: what a backend made of this batch once (its launch tables), by backend name.
     """
 
@@ -113,6 +116,7 @@ class DenseBatch:
     addresses: np.ndarray
     sizes: np.ndarray
     rule: PathRule
+    dtypes: tuple
     prepared: dict = field(default_factory=dict)
 
     def view(self, address: int, size: int) -> np.ndarray:
@@ -122,12 +126,14 @@ class DenseBatch:
 
 @dataclass(slots=True)
 class Plan:
-    """Everything one batch of updates needs to run: batches of addresses and update records.
+    """Everything one batch of updates of an op (:class:`adamop.ops.OpDef`) needs to run:
+    batches of addresses and update records.
 
     ``holds_arrays`` is true when some record refers to the caller's arrays (an :class:`Update`):
     such a plan may only run with those very arrays, and is never shared between calls.
     """
 
+    op: Any
     n: int
     batches: list[DenseBatch]
     updates: list[Update]
@@ -149,38 +155,44 @@ def _device_type(device: str) -> str:
 
 def _scalars_for(params: OpParams | Sequence[OpParams], dtype: np.dtype,
                  tasks: Sequence[int]) -> list[Scalars]:
+    """The scalars of each task: made once per distinct parameter set, and matched to the tasks
+    with C-level maps (no Python per task)."""
     if isinstance(params, OpParams):
         return [params.scalars(dtype)] * len(tasks)
-    return [params[t].scalars(dtype) for t in tasks]
+    picked = operator.itemgetter(*tasks)(params) if len(tasks) > 1 else [params[tasks[0]]]
+    distinct = dict(zip(map(id, picked), picked))
+    made = {i: p.scalars(dtype) for i, p in distinct.items()}
+    return list(map(made.__getitem__, map(id, picked)))
 
 
 def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Sequence[Any]],
         backend: str | None = None) -> list[Any]:
     """Run ``plan`` with hyperparameters ``params`` (one set, or one per update) on the arrays
-    ``columns`` = (weights, grads, means, vars, outs) it was made for; returns the new weights.
+    ``columns`` it was made for (one list per role of the op, ``out`` last); returns the new
+    weights.
 
     Every backend is chosen before anything is written (a backend that cannot run raises first).
     """
     chosen = {dev: dispatch.select(dev, backend)
               for dev in dict.fromkeys(map(_device_type, plan.devices))}
+    # every update's arrays as its backend takes them, before anything is written
+    converted = [tuple(_arrays.as_library(a, chosen[_device_type(u.device)][0].array_library)
+                       for a in u.arrays) for u in plan.updates]
+    kernels = plan.op.kernels
     for batch in plan.batches:
         module = chosen[_device_type(batch.device)][1]
-        module.adam_dense_batch(batch, _scalars_for(params, batch.dtype, batch.tasks.tolist()),
-                                batch.rule)
-    for u in plan.updates:
-        spec, module = chosen[_device_type(u.device)]
+        getattr(module, kernels["batch"])(
+            batch, _scalars_for(params, batch.dtype, batch.tasks.tolist()), batch.rule)
+    for u, arrays in zip(plan.updates, converted):
+        module = chosen[_device_type(u.device)][1]
         p = params if isinstance(params, OpParams) else params[u.task]
         s = p.scalars(u.dtype)
         for step in u.before:
             step()
-        arrays = tuple(_arrays.as_library(a, spec.array_library) for a in u.arrays)
-        if u.rule.rows == "every":
-            module.adam_dense(*arrays, s, u.rule)
-        else:
-            module.adam_rows(*arrays, s, u.rule)
+        getattr(module, kernels["dense" if u.rule.rows == "every" else "rows"])(*arrays, s, u.rule)
         for step in u.after:
             step()
-    results = list(columns[4])
+    results = list(columns[-1])
     for u in plan.updates:
         results[u.task] = u.result
     if plan.library == "torch":
@@ -192,11 +204,12 @@ def _bump_versions(plan: Plan, columns: Sequence[Sequence[Any]]) -> None:
     """Writes through a kernel bypass autograd's version counters; bump them as an in-place torch
     op would, so autograd notices a saved tensor that changed."""
     from torch.autograd.graph import increment_version
+    roles = [plan.op.roles.index(r) for r in plan.op.written]
     if not plan.updates:
-        written: list = [*columns[2], *columns[3], *columns[4]]
+        written: list = [x for k in roles for x in columns[k]]
     else:
         batched = [t for b in plan.batches for t in b.tasks.tolist()]
-        written = [columns[k][t] for t in batched for k in (2, 3, 4)]
+        written = [columns[k][t] for t in batched for k in roles]
         written += [t for u in plan.updates for t in u.written]
     if written:
         increment_version(written)

@@ -12,7 +12,9 @@ anything is written.
 """
 from __future__ import annotations
 
+import operator
 import threading
+from itertools import repeat
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -46,8 +48,9 @@ class Planner:
         """Validate (or re-check) and run a batch of updates; returns the new weights.
 
         Args:
-            columns: ``(weights, grads, means, vars, outs)``, one entry per update; an ``out``
-                may be None (a new array) or the weight itself (in place).
+            columns: one list per role of the op (``adam_update``: weights, grads, means, vars,
+                outs), one entry per update; an ``out`` may be None (a new array) or the weight
+                itself (in place).
             params: one parsed parameter set for every update, or one per update.
             backend: a backend name, or None for the best available one.
             prefix: what error messages call update ``t`` (default ``"[t] "``).
@@ -58,7 +61,7 @@ class Planner:
             made = self._kept_plan(printed)
             if made is not None:
                 return plan.run(made, params, columns, backend)
-        found = bulk.read(columns, printed) if printed is not None else None
+        found = bulk.read(self.op, columns, printed) if printed is not None else None
         if found is not None and found.ok.all():
             made = self._plan_bulk(found)
             if made is not None:
@@ -86,10 +89,10 @@ class Planner:
     def _plan_bulk(self, found: bulk.Bulk) -> plan.Plan | None:
         """The plan of a batch that bulk accepted whole; None if its updates overlap each other
         (then the general path tells which, or finds it allowed)."""
-        if _crossing(found):
+        if _crossing(self.op, found):
             return None
-        made = plan.Plan(len(found.ok), self._batches(found, np.arange(len(found.ok))), [],
-                         found.library)
+        made = plan.Plan(self.op, len(found.ok),
+                         self._batches(found, np.arange(len(found.ok))), [], found.library)
         self._keep(found.key, made)
         return made
 
@@ -97,10 +100,12 @@ class Planner:
         groups: dict[tuple, list[int]] = {}
         for t in tasks.tolist():
             groups.setdefault((found.devices[t], found.dtypes[t]), []).append(t)
-        return [plan.DenseBatch(device, dtype, np.array(ts, np.int64),
+        compute = self.op.roles.index(self.op.compute_role)
+        return [plan.DenseBatch(device, dtypes[compute], np.array(ts, np.int64),
                                 np.ascontiguousarray(found.addresses[ts]),
-                                np.ascontiguousarray(found.sizes[ts]), self.op.paths["dense"])
-                for (device, dtype), ts in groups.items()]
+                                np.ascontiguousarray(found.sizes[ts]), self.op.paths["dense"],
+                                dtypes)
+                for (device, dtypes), ts in groups.items()]
 
     def _plan_general(self, columns: Sequence[Sequence[Any]],
                       params: OpParams | Sequence[OpParams], found: bulk.Bulk | None,
@@ -111,16 +116,16 @@ class Planner:
         updates = []
         for t in np.flatnonzero(~fast).tolist():
             p = params if isinstance(params, OpParams) else params[t]
-            updates.append(validate.validate(self.op, t, *(c[t] for c in columns[:4]), p,
-                                             columns[4][t], prefix=prefix(t)))
+            updates.append(validate.validate(self.op, t, [c[t] for c in columns[:-1]], p,
+                                             columns[-1][t], prefix=prefix(t)))
         if n > 1:
             validate.check_disjoint(
-                [(t, *_bulk_footprint(found, t)) for t in np.flatnonzero(fast).tolist()]
-                + [(u.task, *validate.footprint(u)) for u in updates])
+                [(t, *_bulk_footprint(self.op, found, t)) for t in np.flatnonzero(fast).tolist()]
+                + [(u.task, *validate.footprint(self.op, u)) for u in updates])
         # contiguous dense updates that only the general path could vouch for still batch
         batches = self._batches(found, np.flatnonzero(fast)) if fast.any() else []
         library = found.library if found is not None else _library(columns)
-        return plan.Plan(n, batches, updates, library)
+        return plan.Plan(self.op, n, batches, updates, library)
 
 
 def _position(t: int) -> str:
@@ -130,11 +135,11 @@ def _position(t: int) -> str:
 def _with_outputs(columns: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     """The columns with a new array for each ``None`` out of a plain dense weight (others are
     left to the general path, which makes them in the weight's storage)."""
-    ws, gs, ms, vs, outs = columns
-    if any(o is None for o in outs):
+    *inputs, outs = columns
+    if any(map(operator.is_, outs, repeat(None))):
         outs = [_arrays.empty_like(w) if o is None and _arrays.library(w) is not None else o
-                for o, w in zip(outs, ws)]
-    return [ws, gs, ms, vs, outs]
+                for o, w in zip(outs, inputs[0])]
+    return [*inputs, outs]
 
 
 def _library(columns: Sequence[Sequence[Any]]) -> str:
@@ -143,7 +148,7 @@ def _library(columns: Sequence[Sequence[Any]]) -> str:
     return lib or "numpy"
 
 
-def _crossing(found: bulk.Bulk) -> bool:
+def _crossing(op: OpDef, found: bulk.Bulk) -> bool:
     """True if an update writes bytes another update touches (vectorised: sort every array's
     byte range once). Identical ranges of one update (out=weight) count once; reads shared by
     two updates (one grad for two weights) are allowed."""
@@ -151,9 +156,9 @@ def _crossing(found: bulk.Bulk) -> bool:
     if n < 2:
         return False
     lo = found.addresses
-    hi = lo + found.nbytes[:, None]
-    task = np.repeat(np.arange(n), 5)
-    written = np.tile(bulk.WRITTEN, n)
+    hi = lo + found.nbytes
+    task = np.repeat(np.arange(n), len(op.roles))
+    written = np.tile([role in op.written for role in op.roles], n)
     lo, hi = lo.reshape(-1), hi.reshape(-1)
     keep = hi > lo
     lo, hi, task, written = lo[keep], hi[keep], task[keep], written[keep]
@@ -179,7 +184,9 @@ def _crossing(found: bulk.Bulk) -> bool:
     return False
 
 
-def _bulk_footprint(found: bulk.Bulk, t: int) -> tuple[tuple, tuple]:
-    """An update that bulk accepted, as address-only arrays for :func:`validate.check_disjoint`."""
-    views = [_arrays.span_view(int(a), int(found.nbytes[t])) for a in found.addresses[t]]
-    return tuple(views[:2]), tuple(views[2:])
+def _bulk_footprint(op: OpDef, found: bulk.Bulk, t: int) -> tuple[tuple, tuple]:
+    """An update that bulk accepted, as address-only arrays for :func:`validate.check_disjoint`:
+    (what it reads, what it writes)."""
+    views = [(role in op.written, _arrays.span_view(int(a), int(b)))
+             for role, a, b in zip(op.roles, found.addresses[t], found.nbytes[t])]
+    return tuple(v for w, v in views if not w), tuple(v for w, v in views if w)

@@ -27,9 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import _arrays
 from .params import Scalars
 
-__all__ = ["PathRule", "DENSE", "LAZY", "STD", "adam_dense", "adam_rows", "adam_dense_batch"]
+__all__ = ["PathRule", "DENSE", "LAZY", "STD", "adam_dense", "adam_rows", "adam_dense_batch",
+           "mp_adam_dense", "mp_adam_dense_batch"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,19 @@ def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> 
     for t, (row, size) in enumerate(zip(batch.addresses.tolist(), batch.sizes.tolist())):
         w, g, m, v, o = (batch.view(address, size) for address in row)
         adam_dense(w, g, m, v, o, scalars[t], rule)
+
+
+def mp_adam_dense(weight, grad, mean, var, weight32, out, s: Scalars, rule: PathRule) -> None:
+    """The multi-precision step as MXNet runs it (three operations): the grad to float32, the
+    dense kernel on the float32 master copy, the master cast to float16 (nearest even) into
+    ``out``. The float16 ``weight`` is not read."""
+    g32 = grad.astype(np.float32)
+    adam_dense(weight32, g32, mean, var, weight32, s, rule)
+    out[...] = weight32.astype(np.float16)
+
+
+def mp_adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A plan's batch of ``mp_adam_update`` (roles: weight, grad, mean, var, weight32, out)."""
+    for t, (row, size) in enumerate(zip(batch.addresses.tolist(), batch.sizes.tolist())):
+        arrays = (_arrays.host_array(a, dt, (size,)) for a, dt in zip(row, batch.dtypes))
+        mp_adam_dense(*arrays, scalars[t], rule)

@@ -16,7 +16,6 @@ read-only tensors), so changing what they return cannot reach the array either.
 """
 from __future__ import annotations
 
-import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,26 +27,16 @@ __all__ = ["RowSparseArray"]
 _INT64_MAX = 2**63 - 1
 
 
-def _integer(x: Any) -> int | None:
-    """x as an int if it is an integer (not a bool), else None."""
-    if isinstance(x, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(x)
-    except TypeError:
-        return None
-
-
 def _as_shape(shape: Any) -> tuple[int, ...]:
     """A shape as a tuple of non-negative ints (a bare integer is a 1-D shape, as in NumPy)."""
     hint = "pass a tuple of non-negative integers, e.g. (6, 3)"
-    single = _integer(shape)
+    single = _arrays.as_integer(shape)
     try:
         items = (shape,) if single is not None else tuple(shape)
     except TypeError:
         raise TypeError(f"RowSparseArray: shape must be a tuple of integers, got "
                         f"{type(shape).__name__} {shape!r}; {hint}") from None
-    dims = tuple(_integer(d) for d in items)
+    dims = tuple(_arrays.as_integer(d) for d in items)
     for d, dim in zip(items, dims):
         if dim is None:
             raise TypeError(f"RowSparseArray: shape {shape!r} holds {d!r}, a "
@@ -126,7 +115,7 @@ class RowSparseArray:
         array([0., 3., 0., 0., 3., 0.], dtype=float32)
     """
 
-    __slots__ = ("_data", "_indices", "_shape", "_duplicates")
+    __slots__ = ("_data", "_indices", "_shape", "_duplicates", "__weakref__")
 
     def __init__(self, data: Any, indices: Any, shape: Sequence[int]):
         shape = _as_shape(shape)

@@ -78,34 +78,48 @@ def _dtype(x: Any) -> Any:
     return _arrays.dtype(x._data if isinstance(x, RowSparseArray) else x)
 
 
-def check_common(items: list[tuple[str, str, Any]]) -> tuple[str, str, np.dtype, tuple]:
-    """Same library, device, dtype and shape for every (name, stype, array)."""
-    name0, st0, x0 = items[0]
+def check_common(op: OpDef, items: list[tuple[str, str, str, Any]]
+                 ) -> tuple[str, str, dict[str, np.dtype], tuple]:
+    """One library, device and shape for every (name, role, stype, array); each role's dtype one
+    the op allows it, equal within the op's dtype groups. Returns (library, device, role ->
+    dtype, shape)."""
+    name0, _, st0, x0 = items[0]
     lib, dev = _lib(st0, x0), _device_name(st0, x0)
-    for name, st, x in items[1:]:
+    for name, _, st, x in items[1:]:
         if _lib(st, x) != lib:
             raise TypeError(f"{name} is a {_lib(st, x)} array but {name0} is a {lib} array; "
                             f"pass every array from one library")
         if _device_name(st, x) != dev:   # with the index: cuda:0 != cuda:1
             raise ValueError(f"{name} is on {_device_name(st, x)} but {name0} is on {dev}; move "
                              f"all arrays to one device (adamop never copies between devices)")
-    for name, st, x in items:
-        dt = _dtype(x)
-        if dt not in _arrays.FLOAT_DTYPES:
-            raise TypeError(f"{name} has dtype {dt}; adam_update supports float16, float32 and "
+    dtypes = {}
+    for name, role, st, x in items:
+        dt, allowed = _dtype(x), op.allowed_dtypes(role)
+        if dt not in allowed and allowed == _arrays.FLOAT_DTYPES:
+            raise TypeError(f"{name} has dtype {dt}; {op.name} supports float16, float32 and "
                             f"float64 (MXNet: 'only support floating point types'); convert it "
                             f"with .astype(numpy.float32) or .float()")
-    dtype = _dtype(x0)
-    for name, st, x in items[1:]:
-        if _dtype(x) != dtype:
-            raise TypeError(f"{name} has dtype {_dtype(x)} but {name0} has {dtype}; all inputs "
-                            f"and out must share one dtype (there is no mixed precision)")
+        if dt not in allowed:
+            names = " or ".join(str(a) for a in allowed)
+            raise TypeError(f"{name} has dtype {dt}; {op.name} takes {names} as its {role}; "
+                            f"convert it with .astype(numpy.{allowed[0]})")
+        dtypes[role] = dt
+    for group in op.dtype_groups():
+        members = [(name, role) for name, role, _, _ in items if role in group]
+        for name, role in members[1:]:
+            first, first_role = members[0]
+            if dtypes[role] != dtypes[first_role]:
+                rule = ("all inputs and out must share one dtype (there is no mixed precision)"
+                        if len(group) == len(op.roles) else
+                        f"{', '.join(group)} must share one dtype")
+                raise TypeError(f"{name} has dtype {dtypes[role]} but {first} has "
+                                f"{dtypes[first_role]}; {rule}")
     shape = tuple(x0.shape)
-    for name, st, x in items[1:]:
+    for name, _, st, x in items[1:]:
         if tuple(x.shape) != shape:
             raise ValueError(f"{name} has shape {tuple(x.shape)} but {name0} has shape {shape}; "
                              f"all inputs and out must have the same shape")
-    return lib, dev, dtype, shape
+    return lib, dev, dtypes, shape
 
 
 def _check_written(name: str, x: Any) -> None:
@@ -126,22 +140,23 @@ def _check_written(name: str, x: Any) -> None:
                          f"contiguous array")
 
 
-def check_aliasing(named: list[tuple[str, str, Any]], out: Any, out_name: str, path: str,
-                   out_is_weight: bool) -> None:
-    """Arrays the kernel reads and writes may alias only as whole identical views (SPEC B §2).
+def check_aliasing(op: OpDef, named: list[tuple[str, str, Any]], out: Any, out_name: str,
+                   path: str, out_is_weight: bool) -> None:
+    """Arrays the kernel reads and writes may alias only as whole identical views, where the op
+    allows it (SPEC B §2).
 
-    ``named`` holds (name for messages, role, buffer) of weight, grad, mean and var."""
+    ``named`` holds (name for messages, role, buffer) of the inputs."""
     views = [(n, role, _arrays.address_view(b)) for n, role, b in named if b is not None]
     for i, (na, ra, a) in enumerate(views):
         for nb, rb, b in views[i + 1:]:
-            if _arrays.overlap(a, b) and not ({ra, rb} == {"weight", "grad"}
-                                               and _arrays.same_view(a, b)):
+            allowed = (ra, rb) in op.may_alias or (rb, ra) in op.may_alias
+            if _arrays.overlap(a, b) and not (allowed and _arrays.same_view(a, b)):
                 raise ValueError(f"{na} and {nb} share memory; adam_update reads {na} after "
                                  f"writing {nb} (or the reverse), so they must be separate arrays")
     if out is None:
         return
     o = _arrays.address_view(out)
-    for n, _, b in views:
+    for n, role, b in views:
         if not _arrays.overlap(o, b):
             continue
         if path == "lazy" and not out_is_weight:
@@ -150,26 +165,32 @@ def check_aliasing(named: list[tuple[str, str, Any]], out: Any, out_name: str, p
         if not _arrays.same_view(o, b):
             raise ValueError(f"{out_name} partly overlaps {n}; out may be one of the inputs "
                              f"exactly (out=weight is the usual call) or a separate array")
+        if (role, "out") not in op.may_alias:
+            raise ValueError(f"{out_name} is {n}, which {op.name} does not allow: the kernel "
+                             f"writes {role} too; pass a separate out (or out=weight)")
 
 
-def validate(op: OpDef, task: int, weight: Any, grad: Any, mean: Any, var: Any,
-             params: OpParams, out: Any = None, *, prefix: str = "") -> Update:
-    """Validate one update and describe it as an :class:`~adamop.plan.Update`, writing nothing.
-
-    ``prefix`` qualifies error messages (``"fc1_adam."``, ``"[3] "``).
-    """
-    named = [(prefix + n, *classify(prefix + n, x, n))
-             for n, x in zip(op.inputs, (weight, grad, mean, var))]
+def validate(op: OpDef, task: int, inputs: Sequence[Any], params: OpParams, out: Any = None,
+             *, prefix: str = "") -> Update:
+    """Validate one update of ``op`` and describe it as an :class:`~adamop.plan.Update`, writing
+    nothing. ``inputs`` are the op's inputs in order; ``prefix`` qualifies error messages
+    (``"fc1_adam."``, ``"[3] "``)."""
+    if len(inputs) != len(op.inputs):
+        raise TypeError(f"{op.name} takes {len(op.inputs)} arrays ({', '.join(op.inputs)}), got "
+                        f"{len(inputs)}")
+    named = [(prefix + role, role, *classify(prefix + role, x, role))
+             for role, x in zip(op.inputs, inputs)]
     out_st = None
     items = list(named)
     if out is not None:
         out_st, out = classify(prefix + "out", out, "out")
-        items.append((prefix + "out", out_st, out))
-    lib, dev, dtype, shape = check_common(items)
-    (_, w_st, w), (_, g_st, g), (_, m_st, m), (_, v_st, v) = named
-    path, _ = op.storage((w_st, g_st, m_st, v_st), params)
+        items.append((prefix + "out", "out", out_st, out))
+    lib, dev, dtypes, shape = check_common(op, items)
+    by_role = {role: (st, x) for _, role, st, x in named}
+    (w_st, w), (g_st, g) = by_role["weight"], by_role["grad"]
+    path, _ = op.storage([st for _, _, st, _ in named], params)
 
-    for name, st, x in items:
+    for name, _, st, x in items:
         if st == "row_sparse" and not x.is_coalesced():
             raise ValueError(f"{name} stores rows {list(x.duplicates)[:10]} more than once; "
                              f"duplicate row indices are ambiguous (in MXNet they race); sum "
@@ -181,37 +202,35 @@ def validate(op: OpDef, task: int, weight: Any, grad: Any, mean: Any, var: Any,
     if out is not None and (out_st == "row_sparse") != (w_st == "row_sparse"):
         raise TypeError(f"{prefix}out has storage {out_st} but weight has {w_st}; the new weight "
                         f"is written in the weight's storage type")
-    written = [(name, st, x) for name, st, x in items[2:]]   # mean, var and out
-    for name, st, x in written:
-        if st == "default" or x.stores_all_rows():
+    for name, role, st, x in items:
+        if role in op.written and (st == "default" or x.stores_all_rows()):
             _check_written(name, _buffer(st, x))
 
-    out_is_weight = out is not None and (out is weight or (
+    out_is_weight = out is not None and (out is w or (
         out_st == w_st == "default"
-        and _arrays.same_view(_arrays.address_view(out), _arrays.address_view(weight))))
-    check_aliasing([(name, role, _buffer(st, x))
-                    for role, (name, st, x) in zip(op.inputs, named)],
+        and _arrays.same_view(_arrays.address_view(out), _arrays.address_view(w))))
+    check_aliasing(op, [(name, role, _buffer(st, x)) for name, role, st, x in named],
                    None if out is None else _buffer(out_st, out), prefix + "out", path,
                    out_is_weight)
 
     before: list = []
     after: list = []
 
-    def dense_buffer(st: str, x: Any, *, state: bool) -> Any:
+    def dense_buffer(role: str) -> Any:
         """A dense array the kernel can use. A row_sparse state that lacks rows gets a temporary
         that is stored back (every row) afterwards."""
+        st, x = by_role[role]
         if st == "default":
             return x
         if x.stores_all_rows():
             return x._data
         dense = x.todense()
-        if state:
+        if role in op.written:
             after.append(StoreRows(x, dense))
         return dense
 
-    w_arr = dense_buffer(w_st, w, state=False)
-    m_arr = dense_buffer(m_st, m, state=True)
-    v_arr = dense_buffer(v_st, v, state=True)
+    buffers = {role: dense_buffer(role) for role in op.inputs if role != "grad"}
+    w_arr = buffers["weight"]
     if out is None:
         o_arr = _arrays.empty_like(w_arr)
         # The output takes the weight's storage, except on the fallback, whose new array MXNet
@@ -230,23 +249,27 @@ def validate(op: OpDef, task: int, weight: Any, grad: Any, mean: Any, var: Any,
     if path == "lazy" and o_arr is not w_arr:
         before.append(CopyInto(o_arr, w_arr))    # rows the grad lacks keep the weight
     if path == "fallback":
-        for st, x in ((m_st, m), (v_st, v), (out_st, out)):
+        for st, x in (*((by_role[r]) for r in op.written if r != "out"), (out_st, out)):
             if st == "row_sparse":
                 after.append(KeepNonzeroRows(x))
-    if path in ("lazy", "std"):
-        arrays = (w_arr, g._data, g._indices, m_arr, v_arr, o_arr)
-    else:
-        arrays = (w_arr, g.todense() if g_st == "row_sparse" else g, m_arr, v_arr, o_arr)
-    return Update(task=task, path=path, rule=op.paths[path], device=dev, dtype=np.dtype(dtype),
-                  arrays=arrays, before=tuple(before), after=tuple(after), result=result,
-                  written=(m_arr, v_arr, o_arr) if lib == "torch" else ())
+    rows = path in ("lazy", "std")
+    grad = (g._data, g._indices) if rows else (g.todense() if g_st == "row_sparse" else g,)
+    arrays = tuple(x for role in op.inputs
+                   for x in (grad if role == "grad" else (buffers[role],))) + (o_arr,)
+    written = tuple(o_arr if role == "out" else buffers[role] for role in op.written)
+    return Update(task=task, path=path, rule=op.paths[path], device=dev,
+                  dtype=np.dtype(dtypes[op.compute_role]), arrays=arrays, before=tuple(before),
+                  after=tuple(after), result=result, written=written if lib == "torch" else ())
 
 
 # ---- across the updates of a batch ---------------------------------------------------------------
-def footprint(u: Update) -> tuple[tuple, tuple]:
+def footprint(op: OpDef, u: Update) -> tuple[tuple, tuple]:
     """(arrays the kernel reads, arrays it writes), as NumPy arrays over their addresses."""
-    a = tuple(_arrays.address_view(x) for x in u.arrays)
-    return (a[:2], a[2:5]) if u.rule.rows == "every" else (a[:3], a[3:6])
+    roles = list(op.roles)
+    if u.rule.rows != "every":   # the grad is two arrays: data and indices
+        roles[1:2] = ["grad", "grad"]
+    views = [(role in op.written, _arrays.address_view(x)) for role, x in zip(roles, u.arrays)]
+    return tuple(v for w, v in views if not w), tuple(v for w, v in views if w)
 
 
 def check_disjoint(batch: Sequence[tuple[int, tuple, tuple]]) -> None:

@@ -24,4 +24,5 @@ NUMBA = register(KernelSpec(
 TRITON = register(KernelSpec(
     name="triton", module="adamop.backends.triton_backend", devices=("cuda",),
     array_library="torch", priority=20, requires=("torch", "triton"), probe=_cuda_probe,
-    description="fused GPU kernels over torch CUDA tensors"))
+    description="fused GPU kernels over torch CUDA tensors",
+    interpreter=("cpu", "TRITON_INTERPRET")))

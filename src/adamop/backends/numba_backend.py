@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from itertools import repeat
 from operator import is_
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,7 +25,8 @@ from ..params import Scalars
 from ..reference import PathRule
 from . import numba_kernels as _k
 
-__all__ = ["adam_dense", "adam_rows", "adam_dense_batch", "info"]
+__all__ = ["adam_dense", "adam_rows", "adam_dense_batch", "mp_adam_dense", "mp_adam_dense_batch",
+           "info"]
 
 _HALF = np.dtype(np.float16)
 _CHUNK = _k._CHUNK
@@ -127,13 +129,9 @@ def adam_rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars,
         kernel(w, gd, idx, m, v, w if _same(o, w) else o, s.vector, s.clip, square_first)
 
 
-def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
-    """A plan's batch of contiguous dense updates (:class:`adamop.plan.DenseBatch`) in one
-    parallel loop over fixed-size chunks of every tensor: one kernel launch, whatever the number
-    of tensors. The chunk table is built once per batch; ``scalars[t]`` belongs to update t.
-    """
-    if not len(batch.sizes):
-        return
+def _launch_tables(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> tuple:
+    """(chunk table, scalar row of each task, scalar rows, clip flags, square-first flags) of a
+    batch. The chunk table is built once per batch and kept with it."""
     items = batch.prepared.get("numba")
     if items is None:
         nchunks = (batch.sizes + _CHUNK - 1) // _CHUNK
@@ -145,17 +143,52 @@ def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> 
     first_s = scalars[0]
     if all(map(is_, scalars, repeat(first_s))):   # the usual call: one set of hyperparameters
         rows, distinct = np.zeros(len(scalars), np.int64), [first_s]
-    else:   # one scalar row per distinct Scalars object
-        index: dict[int, int] = {}
-        rows = np.array([index.setdefault(id(s), len(index)) for s in scalars], np.int64)
-        by_id = {id(s): s for s in scalars}
-        distinct = [by_id[i] for i in index]
-    sc = np.stack([s.vector for s in distinct])
-    clip = np.array([s.clip for s in distinct], np.int8)
-    square_first = np.array([rule.v_square_first(s.clip) for s in distinct], np.int8)
+    else:   # one scalar row per distinct Scalars object (C-level maps: no Python per task)
+        ids = np.fromiter(map(id, scalars), np.int64, len(scalars))
+        unique, rows = np.unique(ids, return_inverse=True)
+        by_id = dict(zip(map(id, scalars), scalars))
+        distinct = [by_id[i] for i in unique.tolist()]
+    return (items, rows, np.stack([s.vector for s in distinct]),
+            np.array([s.clip for s in distinct], np.int8),
+            np.array([rule.v_square_first(s.clip) for s in distinct], np.int8))
+
+
+def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A plan's batch of contiguous dense updates (:class:`adamop.plan.DenseBatch`) in one
+    parallel loop over fixed-size chunks of every tensor: one kernel launch, whatever the number
+    of tensors. ``scalars[t]`` belongs to update t."""
+    if not len(batch.sizes):
+        return
     like = np.empty(0, np.uint16 if batch.dtype == _HALF else batch.dtype)
+    tables = _launch_tables(batch, scalars, rule)
     with _LAUNCH:   # the plan's caller keeps the arrays alive
-        _k.dense_multi(batch.addresses, items, rows, sc, clip, square_first, like)
+        _k.dense_multi(batch.addresses, *tables, like)
+
+
+def mp_adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A batch of ``mp_adam_update`` (roles: float16 weight, grad, mean, var, float32 master,
+    float16 out) in one parallel loop, as :func:`adam_dense_batch`."""
+    if not len(batch.sizes):
+        return
+    glike = np.empty(0, np.uint16 if batch.dtypes[1] == _HALF else batch.dtypes[1])
+    tables = _launch_tables(batch, scalars, rule)
+    with _LAUNCH:
+        _k.mp_multi(batch.addresses, *tables, glike)
+
+
+def mp_adam_dense(weight, grad, mean, var, weight32, out, s: Scalars, rule: PathRule) -> None:
+    """One ``mp_adam_update`` of any layout: through contiguous copies, written back in the
+    reference's order (mean, var, weight32, out)."""
+    copies = [np.ascontiguousarray(a) for a in (grad, mean, var, weight32, out)]
+    copies[1:] = [c.copy() for c in copies[1:]]   # fresh: the kernel sees no aliasing
+    g, m, v, w32, o = copies
+    dtypes = (weight.dtype, g.dtype, m.dtype, v.dtype, w32.dtype, o.dtype)
+    batch = SimpleNamespace(addresses=np.array(
+        [[a.__array_interface__["data"][0] for a in (o, g, m, v, w32, o)]], np.int64),
+        sizes=np.array([o.size], np.int64), dtypes=dtypes, prepared={})
+    mp_adam_dense_batch(batch, [s], rule)
+    for target, copy in zip((mean, var, weight32, out), (m, v, w32, o)):
+        target[...] = copy
 
 
 def info() -> dict:

@@ -23,6 +23,17 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .numba_half import (  # noqa: F401
+    HARDWARE_HALF,
+    _float_to_half_f16c,
+    _float_to_half_soft,
+    _half_to_float_f16c,
+    _half_to_float_soft,
+    float_to_half,
+    half_to_float,
+    round_half,
+)
+
 _JIT = dict(parallel=True, cache=True)      # never fastmath: it would allow FMA and reordering
 # Loop bodies are inlined at Numba IR level: a call left in a loop stops LLVM's vectoriser
 # (measured: no vsqrtps/vdivps, 2-4x slower). The float16 conversions stay calls: inlining their
@@ -30,31 +41,11 @@ _JIT = dict(parallel=True, cache=True)      # never fastmath: it would allow FMA
 _INLINE = dict(cache=True, inline="always")
 _CALL = dict(cache=True)
 
-_TWO_POW_24 = np.float32(2.0 ** 24)
-_TWO_POW_23 = np.float32(2.0 ** 23)
-_TWO_POW_M24 = np.float32(2.0 ** -24)
 _CHUNK = 1 << 15   # elements per work item of the batched kernel (~128 KiB per fp32 array)
 _STD_BLOCK = 1 << 14   # elements per work item of the standard row_sparse kernel
 
 
-# ---- bit casts and raw pointers ------------------------------------------------------------
-@intrinsic
-def _bits(typingctx, x):
-    """float32 -> its uint32 bit pattern."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.uint32(types.float32), codegen
-
-
-@intrinsic
-def _float(typingctx, u):
-    """uint32 bit pattern -> float32."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)) if sig.args[0].bitwidth > 32
-                               else args[0], ir.FloatType())
-    return types.float32(u), codegen
-
-
+# ---- raw pointers ------------------------------------------------------------------------------
 @intrinsic
 def _pointer(typingctx, address, like):
     """An int64 address -> a pointer to ``like``'s dtype (for :func:`numba.carray`)."""
@@ -63,88 +54,6 @@ def _pointer(typingctx, address, like):
     def codegen(context, builder, sig, args):
         return builder.inttoptr(args[0], context.get_value_type(ptr_type))
     return ptr_type(address, like), codegen
-
-
-# ---- float16 <-> float32 ----------------------------------------------------------------------
-@njit(**_CALL)
-def _round_half_soft(x):
-    """The float16 value nearest to float32 ``x`` (ties to even), as a float32; overflow -> inf."""
-    u = np.int64(_bits(x))
-    a = u & 0x7FFFFFFF
-    # normal float16 range: drop the 13 low mantissa bits, ties to even (a carry may bump the
-    # exponent, which is the correct rounding up to the next binade)
-    normal = (a + 0xFFF + ((a >> 13) & 1)) & 0x7FFFE000
-    # subnormal float16 range: |x| * 2^24 < 2^10 is exact; adding and subtracting 2^23 rounds it to
-    # an integer with the FPU's ties-to-even, and * 2^-24 is exact again
-    y = _float(a) * _TWO_POW_24
-    sub = np.int64(_bits(((y + _TWO_POW_23) - _TWO_POW_23) * _TWO_POW_M24))
-    r = normal if a >= 0x38800000 else sub
-    r = 0x7F800000 if a >= 0x477FF000 else r     # beyond 65504 + half an ulp: inf
-    r = a if a > 0x7F800000 else r                # NaN stays NaN
-    return _float(r | (u & 0x80000000))
-
-
-@njit(**_CALL)
-def _half_to_float_soft(h):
-    """float16 bits -> float32 (exact)."""
-    h = np.int64(h)
-    e = (h >> 10) & 0x1F
-    sub = np.int64(_bits(np.float32(h & 0x3FF) * _TWO_POW_M24))
-    r = ((h & 0x7FFF) << 13) + 0x38000000
-    r = sub if e == 0 else r
-    r = 0x7F800000 | ((h & 0x3FF) << 13) if e == 0x1F else r
-    return _float(r | ((h & 0x8000) << 16))
-
-
-@njit(**_CALL)
-def _float_to_half_soft(x):
-    """float32 -> float16 bits, rounding to nearest even (NaN becomes a quiet NaN)."""
-    u = np.int64(_bits(_round_half_soft(x)))
-    a = u & 0x7FFFFFFF
-    sub = np.int64(_float(a) * _TWO_POW_24)    # exact: a is a multiple of 2^-24 here
-    r = (a - 0x38000000) >> 13 if a >= 0x38800000 else sub
-    r = 0x7C00 if a == 0x7F800000 else r
-    r = 0x7E00 | ((a >> 13) & 0x3FF) if a > 0x7F800000 else r
-    return np.uint16(r | ((u >> 16) & 0x8000))
-
-
-# With F16C (x86 CPUs since about 2012) LLVM turns these conversions into one vcvtps2ph /
-# vcvtph2ps each, correctly rounded (ties to even) and vectorised: float16 updates ran ~10x faster
-# than with the integer versions above, which remain for CPUs without it (LLVM would otherwise
-# emit calls to compiler-rt helpers that Numba does not link).
-@intrinsic
-def _round_half_f16c(typingctx, x):
-    def codegen(context, builder, sig, args):
-        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
-    return types.float32(types.float32), codegen
-
-
-@intrinsic
-def _half_to_float_f16c(typingctx, h):
-    def codegen(context, builder, sig, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-    return types.float32(types.uint16), codegen
-
-
-@intrinsic
-def _float_to_half_f16c(typingctx, x):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
-    return types.uint16(types.float32), codegen
-
-
-def _host_has_f16c() -> bool:
-    from llvmlite import binding
-    return bool(binding.get_host_cpu_features().get("f16c", False))
-
-
-HARDWARE_HALF = _host_has_f16c()
-if HARDWARE_HALF:
-    round_half, half_to_float, float_to_half = (
-        _round_half_f16c, _half_to_float_f16c, _float_to_half_f16c)
-else:
-    round_half, half_to_float, float_to_half = (
-        _round_half_soft, _half_to_float_soft, _float_to_half_soft)
 
 
 # ---- loads, stores and rounding, specialised on the array dtype at compile time --------------
@@ -276,6 +185,37 @@ def dense_multi(addr, items, rows, sc, clip, square_first, like):
             out = carray(_pointer(addr[t, 4], like), hi)
             _dense_range(w, g, m, v, out, lo, hi, sc[row], clip[row] != 0,
                          square_first[row] != 0)
+
+
+@njit(**_INLINE)
+def _mp_range(w32, g, m, v, w16, lo, hi, sc, clip, square_first):
+    """The multi-precision update of elements [lo, hi): the float32 master copy ``w32``, mean
+    and var as in ``_dense_range`` (the grad widened from its own dtype), then the new master
+    rounded to float16 (nearest even) into ``w16`` (its bits)."""
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        wi = w32[i]
+        gi = _prologue(_ld(g, i), wi, sc, w32)
+        wn, mn, vn = _tail(wi, gi, m[i], v[i], sc, clip, square_first, w32)
+        m[i] = mn
+        v[i] = vn
+        w32[i] = wn
+        _st(w16, i, wn)
+
+
+@njit(**_JIT)
+def mp_multi(addr, items, rows, sc, clip, square_first, glike):
+    """``dense_multi`` for the multi-precision op: ``addr[t]`` holds task t's float16 weight,
+    grad (of ``glike``'s dtype), float32 mean, var and master copy, and float16 out. The float16
+    weight is only validated, never read: the master copy is what is updated."""
+    f32 = np.empty(0, np.float32)
+    f16 = np.empty(0, np.uint16)
+    for k in prange(items.shape[0]):
+        t, lo, hi = items[k, 0], items[k, 1], items[k, 2]
+        row = rows[t]
+        _mp_range(carray(_pointer(addr[t, 4], f32), hi), carray(_pointer(addr[t, 1], glike), hi),
+                  carray(_pointer(addr[t, 2], f32), hi), carray(_pointer(addr[t, 3], f32), hi),
+                  carray(_pointer(addr[t, 5], f16), hi), lo, hi, sc[row], clip[row] != 0,
+                  square_first[row] != 0)
 
 
 @njit(**_INLINE)

@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import OrderedDict
-from itertools import repeat
-from operator import is_
+from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..params import Scalars
 from ..reference import PathRule
 from .triton_kernels import adam_dense_kernel, adam_multi_kernel, adam_rows_kernel, triton
 
-__all__ = ["adam_dense", "adam_rows", "adam_dense_batch"]
+__all__ = ["adam_dense", "adam_rows", "adam_dense_batch", "mp_adam_dense", "mp_adam_dense_batch"]
 
 # Launch shapes. Elementwise and memory-bound: 2048 elements per program (16 per thread with
 # 4 warps) keeps enough bytes in flight; to be tuned on the GPU with `adamop bench --device cuda`.
@@ -209,8 +208,8 @@ def _cached(key: tuple, build: Callable[[], Any], device: torch.device) -> Any:
 
 def _launches(batch: Any, device: torch.device, clips: np.ndarray) -> list[tuple]:
     """The launches of a batch, made once per clipping pattern: tensors of one clipping mode and
-    alignment share one launch of ``adam_multi_kernel``, with a table of (w, g, m, v, out
-    addresses, numel) and a chunk -> tensor map on the device."""
+    alignment share one launch of ``adam_multi_kernel``, with a table of (the roles' addresses,
+    numel) and a chunk -> tensor map on the device."""
     aligned = (batch.addresses % 16 == 0).all(axis=1)
     launches = []
     for clip in (False, True):
@@ -219,7 +218,7 @@ def _launches(batch: Any, device: torch.device, clips: np.ndarray) -> list[tuple
             if not len(idx):
                 continue
             table = np.concatenate([batch.addresses[idx], batch.sizes[idx, None]], axis=1)
-            chunks = -(-table[:, 5] // BLOCK)
+            chunks = -(-batch.sizes[idx] // BLOCK)
             first = np.concatenate(([0], np.cumsum(chunks)[:-1])).astype(np.int64)
             owner = np.repeat(np.arange(len(idx), dtype=np.int32), chunks)
             tables = tuple(_to_device(np.ascontiguousarray(x), device)
@@ -238,13 +237,43 @@ def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> 
     CUDA graph). Scalars shared by all tensors are kernel arguments; different ones travel in a
     per-tensor table, cached by their values.
     """
+    _run_batch(batch, scalars, rule, mp=False)
+
+
+def mp_adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
+    """A batch of ``mp_adam_update`` (roles: float16 weight, grad, mean, var, float32 master,
+    float16 out), as :func:`adam_dense_batch`: the same kernel reads and writes the master copy
+    and also stores it rounded to float16."""
+    _run_batch(batch, scalars, rule, mp=True)
+
+
+def mp_adam_dense(weight, grad, mean, var, weight32, out, s: Scalars, rule: PathRule) -> None:
+    """One ``mp_adam_update`` of any layout: through contiguous copies where needed, copied back
+    afterwards (mean, var, weight32, out)."""
+    ops = [t.contiguous() for t in (grad, mean, var, weight32, out)]
+    g, m, v, w32, o = ops
+    batch = SimpleNamespace(
+        addresses=np.array([[t.data_ptr() for t in (o, g, m, v, w32, o)]], np.int64),
+        sizes=np.array([o.numel()], np.int64), device=str(o.device), prepared={},
+        dtypes=tuple(np.dtype(str(t.dtype)[6:]) for t in (o, g, m, v, w32, o)))
+    _run_batch(batch, [s], rule, mp=True)
+    for target, copy in zip((mean, var, weight32, out), (m, v, w32, o)):
+        if copy is not target:
+            target.copy_(copy)
+
+
+def _run_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule, *, mp: bool) -> None:
     if not len(batch.sizes):
         return
     device = torch.device(batch.device)
     first = scalars[0]
-    shared = all(map(is_, scalars, repeat(first))) or all(s == first for s in scalars)
-    clips = (np.full(len(scalars), first.clip) if shared
-             else np.array([s.clip for s in scalars], bool))
+    # the distinct Scalars objects and each task's (C-level maps: no Python per task)
+    ids = np.fromiter(map(id, scalars), np.int64, len(scalars))
+    unique, rows = np.unique(ids, return_inverse=True)
+    by_id = dict(zip(map(id, scalars), scalars))
+    distinct = [by_id[i] for i in unique.tolist()]
+    shared = all(s == first for s in distinct)     # (Scalars compare by their bits)
+    clips = np.array([s.clip for s in distinct], bool)[rows]
     key = clips.tobytes()
     prepared = batch.prepared.setdefault("triton", {})
     launches = prepared.get(key)
@@ -253,17 +282,20 @@ def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> 
             raise RuntimeError("an update is being captured in a CUDA graph before it has run "
                                "once with these tensors: run it once before the capture")
         launches = prepared[key] = _launches(batch, device, clips)
-    flags = _flags(_TORCH_DTYPES[batch.dtype])
+    # adam_update: every role of one dtype; mp_adam_update: float32 arithmetic on the master
+    dt, gdt = (np.dtype(np.float32), batch.dtypes[1]) if mp else (batch.dtypes[0],) * 2
+    flags = _flags(_TORCH_DTYPES[dt])
     for idx, (table, owner, first_chunk), n_chunks, clip, aligned in launches:
         if shared:
             table_s, args = table, _scalar_args(first)
-        else:
-            each = [scalars[i] for i in idx.tolist()]
-            table_s = _cached(("scalars", str(device)) + tuple(each), lambda: _to_device(
-                np.array([_scalar_args(s) for s in each], dtype=np.float32), device), device)
+        else:   # a per-tensor table, cached by its bytes (a CUDA graph replays its address)
+            values = np.array([_scalar_args(s) for s in distinct], np.float32)[rows[idx]]
+            table_s = _cached(("scalars", str(device), values.tobytes()),
+                              lambda: _to_device(values, device), device)
             args = (0.0,) * len(first.floats)
-        const = dict(DT=_TL_DTYPES[batch.dtype], PER_TENSOR=not shared, ALIGNED=aligned, CLIP=clip,
-                     V_SQUARE_FIRST=rule.v_square_first(clip), **flags)
+        const = dict(DT=_TL_DTYPES[dt], GDT=_TL_DTYPES[gdt], MP=mp, PER_TENSOR=not shared,
+                     ALIGNED=aligned, CLIP=clip, V_SQUARE_FIRST=rule.v_square_first(clip),
+                     **flags)
         with _guard(device):
             adam_multi_kernel[(n_chunks,)](table, owner, first_chunk, table_s, *args,
                                            BLOCK=BLOCK, **const, **_OPTIONS)

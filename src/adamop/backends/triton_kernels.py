@@ -129,7 +129,7 @@ def adam_dense_kernel(w_ptr, g_ptr, m_ptr, v_ptr, o_ptr, n,
 @triton.jit
 def _dense_block(wp, gp, mp, vp, op, mask, lr, beta1, beta2, epsilon, wd, rescale_grad,
                  clip_gradient, CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr,
-                 IS_F16: tl.constexpr, IS_F64: tl.constexpr):
+                 IS_F16: tl.constexpr, IS_F64: tl.constexpr, lp=None, LOWP: tl.constexpr = False):
     lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient = _scalars(
         lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, IS_F64)
     w = _load(wp, mask, IS_F64)
@@ -143,19 +143,27 @@ def _dense_block(wp, gp, mp, vp, op, mask, lr, beta1, beta2, epsilon, wd, rescal
     tl.store(mp, m.to(dt), mask=mask)
     tl.store(vp, v.to(dt), mask=mask)
     tl.store(op, w.to(dt), mask=mask)          # last: out may be weight, grad, mean or var
+    if LOWP:                                   # the master copy's float16 weight (nearest even)
+        tl.store(lp, w.to(tl.float16), mask=mask)
 
 
 @triton.jit
-def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out addresses; numel
+def adam_multi_kernel(table_ptr,          # int64 [tensors, roles + 1]: addresses, then numel
                       chunk_tensor_ptr,   # int32 [chunks]: the tensor of each chunk
                       chunk_first_ptr,    # int64 [tensors]: each tensor's first chunk
                       scalars_ptr,        # float32 [tensors, 7] when PER_TENSOR, else unused
                       lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                      DT: tl.constexpr, PER_TENSOR: tl.constexpr, ALIGNED: tl.constexpr,
+                      DT: tl.constexpr, GDT: tl.constexpr, MP: tl.constexpr,
+                      PER_TENSOR: tl.constexpr, ALIGNED: tl.constexpr,
                       CLIP: tl.constexpr, V_SQUARE_FIRST: tl.constexpr, IS_F16: tl.constexpr,
                       IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Many contiguous tensors in one launch: program ``pid`` updates one BLOCK-sized chunk of one
     tensor, so every program does the same work however the sizes are spread.
+
+    A table row holds adam_update's weight, grad, mean, var and out addresses, or with MP
+    mp_adam_update's float16 weight, grad, mean, var, float32 master copy and float16 out: the
+    master copy is then what is read and written (DT is float32, the grad of its own dtype GDT),
+    and the new master rounded to float16 (nearest even) is also stored into out.
 
     Addresses and sizes come from memory, so the compiler knows nothing about their alignment:
     ALIGNED (every address a multiple of 16 bytes, checked by the launcher) says so, and a full
@@ -164,8 +172,16 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
     pid = tl.program_id(0)
     t = tl.load(chunk_tensor_ptr + pid).to(tl.int64)
     local = pid.to(tl.int64) - tl.load(chunk_first_ptr + t)
-    row = table_ptr + t * 6
-    n = tl.load(row + 5)
+    if MP:
+        row = table_ptr + t * 7
+        n = tl.load(row + 6)
+        w_at = 4
+        lp = tl.load(row + 5).to(tl.pointer_type(tl.float16))
+    else:
+        row = table_ptr + t * 6
+        n = tl.load(row + 5)
+        w_at = 0
+        lp = tl.load(row + 4).to(tl.pointer_type(DT))        # unused
     offs = local * BLOCK + tl.arange(0, BLOCK)
     if PER_TENSOR:
         sp = scalars_ptr + t * 7
@@ -177,25 +193,26 @@ def adam_multi_kernel(table_ptr,          # int64 [tensors, 6]: w, g, m, v, out 
         rescale_grad = tl.load(sp + 5)
         clip_gradient = tl.load(sp + 6)
     pt = tl.pointer_type(DT)
-    wp = tl.load(row + 0).to(pt)
-    gp = tl.load(row + 1).to(pt)
+    wp = tl.load(row + w_at).to(pt)
+    gp = tl.load(row + 1).to(tl.pointer_type(GDT))
     mp = tl.load(row + 2).to(pt)
     vp = tl.load(row + 3).to(pt)
-    op = tl.load(row + 4).to(pt)
+    op = wp if MP else tl.load(row + 4).to(pt)
     if ALIGNED:
         wp = tl.multiple_of(wp, 16)
         gp = tl.multiple_of(gp, 16)
         mp = tl.multiple_of(mp, 16)
         vp = tl.multiple_of(vp, 16)
         op = tl.multiple_of(op, 16)
+        lp = tl.multiple_of(lp, 16)
     if (local + 1) * BLOCK <= n:       # one call per branch: each keeps its own mask's facts
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs,
                      tl.full([BLOCK], 1, tl.int1), lr, beta1, beta2, epsilon, wd, rescale_grad,
-                     clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64)
+                     clip_gradient, CLIP, V_SQUARE_FIRST, IS_F16, IS_F64, lp + offs, MP)
     else:
         _dense_block(wp + offs, gp + offs, mp + offs, vp + offs, op + offs, offs < n, lr, beta1,
                      beta2, epsilon, wd, rescale_grad, clip_gradient, CLIP, V_SQUARE_FIRST,
-                     IS_F16, IS_F64)
+                     IS_F16, IS_F64, lp + offs, MP)
 
 
 @triton.jit

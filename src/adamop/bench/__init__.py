@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     # otherwise spin against each other on a small machine (measured on 2 cores: 0.03 ms steps
     # took 6-8 ms right after a torch step). Set OMP_WAIT_POLICY yourself to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from . import cases as cases_mod, harness, isolate, report
+    from . import cases as cases_mod
+    from . import harness, isolate, report
 
     every = _every_case(args)
     chosen = every if args.case_index is not None else cases_mod.select(every, args.cases)

@@ -20,8 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 import adamop
-from adamop import reference
-from adamop import AdamParams
+from adamop import AdamParams, reference
 from adamop.storage import RowSparseArray
 
 from .cases import LR, Case

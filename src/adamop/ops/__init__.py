@@ -8,9 +8,12 @@ graph builders of :mod:`adamop.sym`. A new operator is one new module that regis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
+from .._arrays import FLOAT_DTYPES
 from ..params import OpParams
 from ..reference import PathRule
 
@@ -54,6 +57,14 @@ class OpDef:
         paths: the rule of each kernel path (:class:`~adamop.reference.PathRule`).
         infer_shape, infer_type: ``(op, node name, what, [(label, value)]) -> value``.
         doc: one paragraph for the generated functions' docstrings.
+        dtypes: the dtypes a role (an input, or ``"out"``) may have; a role not named may have
+            any of float16/32/64.
+        same_dtype: groups of roles that must share one dtype (default: every role).
+        may_alias: pairs of roles that may be one and the same view (the kernels read each
+            element of every input before they write it).
+        kernels: the backend functions of the op's kernels: ``batch`` (contiguous dense updates
+            by address), ``dense`` (one dense update of any layout), ``rows`` (row_sparse).
+        compute_role: the role whose dtype the arithmetic is done in (the scalars' dtype).
     """
 
     name: str
@@ -66,6 +77,28 @@ class OpDef:
     infer_shape: Callable[..., Any] = elementwise
     infer_type: Callable[..., Any] = elementwise
     num_outputs: int = 1
+    dtypes: Mapping[str, tuple[np.dtype, ...]] = field(default_factory=dict)
+    same_dtype: tuple[tuple[str, ...], ...] = ()
+    may_alias: frozenset[tuple[str, str]] = frozenset()
+    kernels: Mapping[str, str] = field(default_factory=lambda: dict(
+        batch="adam_dense_batch", dense="adam_dense", rows="adam_rows"))
+    compute_role: str = "weight"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The arrays of one update: the inputs, then ``out`` (the new weight)."""
+        return self.inputs + ("out",)
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The roles the kernels write: the mutated inputs and ``out``."""
+        return tuple(self.inputs[i] for i in self.mutate_inputs) + ("out",)
+
+    def dtype_groups(self) -> tuple[tuple[str, ...], ...]:
+        return self.same_dtype or (self.roles,)
+
+    def allowed_dtypes(self, role: str) -> tuple[np.dtype, ...]:
+        return self.dtypes.get(role, FLOAT_DTYPES)
 
     def parse(self, attrs: Mapping[str, Any], node_name: str) -> OpParams:
         """Parse a graph node's attributes (``__key__`` ones are stored but ignored)."""

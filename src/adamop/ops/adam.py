@@ -71,6 +71,9 @@ ADAM_UPDATE = register(OpDef(
     storage=storage,
     paths={"dense": reference.DENSE, "lazy": reference.LAZY, "std": reference.STD,
            "fallback": reference.DENSE},
+    # out may be exactly any input (written last); weight and grad may be one array (both read)
+    may_alias=frozenset({("weight", "grad"), ("weight", "out"), ("grad", "out"), ("mean", "out"),
+                         ("var", "out")}),
     doc="MXNet 1.9.1's ``adam_update``: one fused Adam step, with MXNet's exact rounding. "
         "``mean`` and ``var`` are updated in place; the new weight is returned (written into "
         "``out`` when given). No bias correction (fold it into ``lr``: "

@@ -12,8 +12,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _tensors
-from ._checks import (AssertionTypeError, UserWarningError, check_state, flag, integer, is_bool,
-                      is_dict, is_int, is_real, mult_table, real)
+from ._checks import (
+    AssertionTypeError,
+    UserWarningError,
+    check_state,
+    flag,
+    integer,
+    is_bool,
+    is_dict,
+    is_int,
+    is_real,
+    mult_table,
+    real,
+)
 from ._rates import OVERRIDE, override_base_lr, restore_scheduler, save_scheduler
 
 __all__ = ["Optimizer"]

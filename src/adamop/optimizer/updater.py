@@ -91,6 +91,17 @@ class Updater:
             self.states = loaded
         self.states_synced = dict.fromkeys(self.states, False)
 
+    def save_states(self, path: str) -> None:
+        """Gluon's ``Trainer.save_states``: the states and the optimizer to a ``.states`` file
+        (written atomically), which MXNet's ``Trainer.load_states`` reads too."""
+        from .. import states
+        states.save(path, (self.states, self.optimizer))
+
+    def load_states(self, path: str) -> None:
+        """Gluon's ``Trainer.load_states``: :meth:`set_states` from a ``.states`` file."""
+        with open(path, "rb") as f:
+            self.set_states(f.read())
+
 
 def get_updater(optimizer: Optimizer) -> Updater:
     """MXNet's ``get_updater``: an :class:`Updater` over ``optimizer``.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import operator
 from collections import defaultdict
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .. import _arrays
 from ..ops import OpDef
 from ..ops.adam import ADAM_UPDATE
 from .graph import DTYPE_FLAGS, STYPE_IDS, Entry, Node
@@ -38,27 +38,17 @@ def _is_dunder(key: str) -> bool:
     return len(key) > 4 and key.startswith("__") and key.endswith("__")
 
 
-def _integer(x: Any) -> int | None:
-    """x as an int if it is an integer (not a bool), else None."""
-    if isinstance(x, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(x)
-    except TypeError:
-        return None
-
-
 def _shape_text(shape: Any, name: str) -> str:
     """``__shape__`` as MXNet writes it (``str(shape)``: ``5``, ``[2, 3]``, ``(2, 3)``), from
     validated non-negative ints (0 is an unknown size, as in MXNet)."""
     hint = "pass a tuple of non-negative integers, e.g. shape=(3, 4)"
-    single = _integer(shape)
+    single = _arrays.as_integer(shape)
     try:
         items = [shape] if single is not None else list(shape)
     except TypeError:
         raise TypeError(f"var {name!r}: shape must be an integer or a sequence of integers, got "
                         f"{type(shape).__name__} {shape!r}; {hint}") from None
-    dims = [_integer(d) for d in items]
+    dims = [_arrays.as_integer(d) for d in items]
     for d, dim in zip(items, dims):
         if dim is None:
             raise TypeError(f"var {name!r}: shape {shape!r} holds {d!r}, a {type(d).__name__}, "
@@ -177,7 +167,8 @@ def make_builder(op: OpDef) -> Callable[..., Symbol]:
 
 adam_update = make_builder(ADAM_UPDATE)
 adam_update.__module__ = __name__
-adam_update.__doc__ = """An ``adam_update`` node (what ``mx.sym.adam_update`` should build, apache/mxnet #5045).
+adam_update.__doc__ = """\
+    An ``adam_update`` node (what ``mx.sym.adam_update`` should build: mxnet#5045).
 
     Only the parameters given are stored, as ``str(value)``; ``__key__`` keywords and ``attr``
     entries are stored on the node and ignored by the op. ``name`` defaults to

@@ -125,15 +125,22 @@ class Executor:
         shared: dict[tuple, Any] = {}
         self._params = [[shared.setdefault((n.op.name, tuple(sorted(n.params.given.items()))),
                                            n.params) for n in batch] for batch in self._batches]
+        self._params = [each[0] if all(p is each[0] for p in each) else each
+                        for each in self._params]
         # Validate every node now (nothing is written) and give each its output array.
         self._buffers: dict[tuple[int, int], Any] = {}
         env = self._env(self.arg_dict, self.aux_dict)
         for n in self._ops:
-            validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+            validate.validate(n.op, 0, [env[_key(e)] for e in n.inputs], n.params,
                               prefix=f"{n.name}.")
             self._buffers[(id(n), 0)] = env[(id(n), 0)] = _zeros_output(env[_key(n.inputs[0])])
         self._columns = self._make_columns(env)
         self._outputs = [env[_key(e)] for e in self._heads]
+        self._bound = self._bound_ids()
+
+    def _bound_ids(self) -> tuple:
+        """Which arrays are bound (arg_dict and aux_dict may be assigned to between runs)."""
+        return (tuple(map(id, self.arg_dict.values())), tuple(map(id, self.aux_dict.values())))
 
     @property
     def arg_arrays(self) -> list[Any]:
@@ -174,10 +181,13 @@ class Executor:
         compatibility and ignored.
         """
         copies, args, aux = self._check_feeds(arrays)
+        if args is None and self._bound != self._bound_ids():
+            # an entry of arg_dict or aux_dict was replaced since the last run: rebind
+            args, aux = dict(self.arg_dict), dict(self.aux_dict)
         if args is not None:   # a replacement: the new binding must validate as a whole
             env = self._env(args, aux)
             for n in self._ops:
-                validate.validate(n.op, 0, *(env[_key(e)] for e in n.inputs), n.params,
+                validate.validate(n.op, 0, [env[_key(e)] for e in n.inputs], n.params,
                                   self._buffers[(id(n), 0)], prefix=f"{n.name}.")
             columns, outputs = self._make_columns(env), [env[_key(e)] for e in self._heads]
         else:
@@ -190,6 +200,7 @@ class Executor:
         if args is not None:
             self.arg_dict, self.aux_dict = args, aux
             self._columns, self._outputs = columns, outputs
+            self._bound = self._bound_ids()
         for planner, cols, params, batch in zip(self._planners, columns, self._params,
                                                 self._batches):
             planner.run(cols, params, self._backend, prefix=lambda t, b=batch: f"{b[t].name}.")

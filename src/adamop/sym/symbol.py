@@ -1,4 +1,4 @@
-"""``Symbol``: a graph's heads, with MXNet's symbol methods (structure, inference, JSON, binding)."""
+"""``Symbol``: a graph's heads, with MXNet's symbol methods (structure, inference, JSON, bind)."""
 from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
