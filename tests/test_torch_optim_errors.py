@@ -1,6 +1,6 @@
 """Every refusal of ``adamop.torch.Adam``, as data rows: the exception, a regex its message must
 match, and (for a refused step or load) that nothing changed: weights, states, counts,
-``num_update`` and the scheduler. Under 1 s.
+``num_update`` and the scheduler. About 3 s.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ master copies, clipping, per-step ``rescale_grad``), with a seed of their own, s
 the other tests have not seen. MXNet runs them through ``get_updater``; each is replayed through
 the torch optimizer built by ``Adam.from_mxnet`` (and every second one by torch's constructor with
 a group per parameter), compared at every step, bit for bit, with MXNet's warnings.
-``ADAMOP_TORCH_OPT_RUNS`` (default 8) and ``ADAMOP_TORCH_OPT_SEED`` change the batch. About 25 s.
+``ADAMOP_TORCH_OPT_RUNS`` (default 8) and ``ADAMOP_TORCH_OPT_SEED`` change the batch. About 15 s.
 """
 from __future__ import annotations
 

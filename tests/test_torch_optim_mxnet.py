@@ -6,7 +6,7 @@ torch optimizer over torch parameters holding the same weights; both then take t
 gradients, and every weight and state must stay bit-identical. Covered: schedulers and their
 state, counts and ``num_update``, lr/wd multipliers (by index, by name, Gluon's param_dict),
 float16 master copies, row_sparse weights and gradients (sparse COO in torch), a Module's
-states-only file (counts start again). About 2 s.
+states-only file (counts start again). About 3 s.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import states as mx_states
 from ..optimizer import Adam as MXNetAdam
 from ..optimizer import Updater
 from ..storage import RowSparseArray
@@ -81,16 +82,10 @@ def from_mxnet(cls: type, params: Any, states: Any, *, optimizer: Any = None,
 
 def _resolve(states: Any, optimizer: Any) -> tuple[dict, Any]:
     """(index -> state, the MXNet optimizer) from any of the accepted forms."""
-    if isinstance(states, (str, os.PathLike, bytes, bytearray, memoryview)):
-        try:
-            from .. import states as mx_states
-        except ImportError as exc:
-            raise ImportError(f"{WHERE}: reading a .states file needs adamop.states (MXNet's "
-                              f"checkpoint reader), which this installation lacks; pass an "
-                              f"adamop.optimizer.Updater instead") from exc
-        states = (mx_states.loads(bytes(states)) if isinstance(states, (bytes, bytearray,
-                                                                        memoryview))
-                  else mx_states.load(states))
+    if isinstance(states, (bytes, bytearray, memoryview)):
+        states = mx_states.loads(bytes(states))
+    elif isinstance(states, (str, os.PathLike)):
+        states = mx_states.load(states)
     if isinstance(states, Updater):
         states = (states.states, states.optimizer)
     if isinstance(states, tuple) and len(states) == 2 and isinstance(states[0], dict):
