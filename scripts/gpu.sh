@@ -89,7 +89,7 @@ tests() {
         args+=(--timeout "$TEST_EACH_S" -o timeout_method="$method")
     fi
     # shellcheck disable=SC2086  # GPU_TESTS is a list of pytest arguments
-    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py tests/test_gpu_async.py tests/test_gpu_optimizer.py tests/test_gpu_ckpt.py}
+    "$PYTHON" -m pytest "${args[@]}" ${GPU_TESTS:-tests/test_gpu.py tests/test_gpu_async.py tests/test_gpu_optimizer.py tests/test_gpu_ckpt.py tests/test_gpu_torch_optim.py}
 }
 
 bench() {

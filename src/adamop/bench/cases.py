@@ -10,12 +10,15 @@ LR = 0.001
 
 @dataclass(frozen=True)
 class Case:
-    """One workload. ``kind``: dense | lazy | std | multi | updater | mp.
+    """One workload. ``kind``: dense | lazy | std | multi | updater | mp | torch-multi |
+    torch-resnet50.
 
     dense: ``size`` elements. lazy/std: a ``(size, row_length)`` table with ``rows`` gradient
     rows. multi: ``count`` tensors of ``size`` elements; updater: the same through the
     optimizer's ``Updater``; mp: ``count`` float16 tensors with float32 master copies
-    (:mod:`.optimizer_cases`).
+    (:mod:`.optimizer_cases`); torch-multi: ``count`` x ``size`` through ``adamop.torch.Adam``;
+    torch-resnet50: ResNet-50's ``count`` parameter shapes (``size`` elements in all; ``rows``:
+    the width divisor of a quick run) (:mod:`.torch_cases`).
     """
 
     kind: str
@@ -35,6 +38,11 @@ class Case:
             return f"updater {self.dtype} {self.count:,} x {self.size:,}"
         if self.kind == "mp":
             return f"master-copy float16 {self.count:,} x {self.size:,}"
+        if self.kind == "torch-multi":
+            return f"torch.Adam {self.dtype} {self.count:,} x {self.size:,}"
+        if self.kind == "torch-resnet50":
+            narrow = f" / {self.rows}" if self.rows > 1 else ""
+            return f"torch.Adam resnet50{narrow} {self.dtype} {self.count} tensors, {self.size:,}"
         return f"{self.kind} {self.dtype} {self.size:,}x{self.row_length} rows={self.rows:,}"
 
     @property
@@ -44,6 +52,8 @@ class Case:
             return self.rows * self.row_length
         if self.kind == "std":
             return self.size * self.row_length
+        if self.kind == "torch-resnet50":
+            return self.size
         return self.size * self.count
 
     @property
@@ -67,7 +77,7 @@ def all_cases(quick: bool) -> list[Case]:
                   for rows in (200, 2_000)]
         return dense + sparse + [Case("multi", "float32", 1 << 10, count=50),
                                  Case("updater", "float32", 1 << 10, count=50),
-                                 Case("mp", "float16", 1 << 10, count=50)]
+                                 Case("mp", "float16", 1 << 10, count=50)] + _torch(quick)
     dense = [Case("dense", "float32", n) for n in (1 << 12, 1 << 16, 1 << 20, 1 << 22, 1 << 24)]
     dense += [Case("dense", d, n) for d in ("float16", "float64") for n in (1 << 16, 1 << 20,
                                                                            1 << 24)]
@@ -75,7 +85,16 @@ def all_cases(quick: bool) -> list[Case]:
     sparse = [Case(k, "float32", table, rows, length) for k in ("lazy", "std")
               for rows in (2_000, 20_000, 100_000)]
     return dense + sparse + [Case(kind, dtype, 1 << 14, count=2_000) for kind, dtype in (
-        ("multi", "float32"), ("updater", "float32"), ("mp", "float16"))]
+        ("multi", "float32"), ("updater", "float32"), ("mp", "float16"))] + _torch(quick)
+
+
+def _torch(quick: bool) -> list[Case]:
+    """The PyTorch front end's cases, where torch is installed."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        return []
+    from . import torch_cases
+    return torch_cases.cases(quick)
 
 
 def select(cases: list[Case], patterns: list[str] | None) -> list[Case]:

@@ -123,6 +123,9 @@ def build(case: Case, rng: np.random.Generator, *, mxnet=None, big_reference: in
     if case.kind in ("updater", "mp"):
         from . import optimizer_cases
         return optimizer_cases.build(case, rng)
+    if case.kind.startswith("torch-"):
+        from . import torch_cases
+        return torch_cases.build(case, rng)
     data = _data(case, rng)
     runners: list[Runner] = []
     skipped: list[tuple[str, str]] = []

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import _tensors
 from ._checks import flag, is_bool, is_real, real
+from ._rates import corrected_lrs
 from ._steps import adam_steps, mp_adam_steps
 from .base import Optimizer
 
@@ -134,52 +135,20 @@ class Adam(Optimizer):
 
     def _lrs_wds(self, indices: Sequence[Any]) -> tuple[list, list]:
         """Count each update and give its (lr, wd), exactly as MXNet's ``Adam.update`` does one
-        index at a time: ``_update_count``, ``_get_lr`` (the scheduler at ``num_update``, once
-        per update), ``_get_wd``, then the bias correction."""
-        counts, begin, sched = self._index_update_count, self.begin_num_update, self.lr_scheduler
-        param_dict, lr_mult, wd_mult = self.param_dict, self.lr_mult, self.wd_mult
-        idx2name, beta1, beta2 = self.idx2name, self.beta1, self.beta2
-        base_lr, base_wd, num_update = self.lr, self.wd, self.num_update
-        any_mult = bool(param_dict or lr_mult or wd_mult or idx2name)
-        corrections: dict[Any, float] = {}   # t -> sqrt(1 - beta2**t) / (1 - beta1**t)
-        lrs, wds = [], []
-        try:
-            for index in indices:
-                if index not in counts:
-                    counts[index] = begin
-                counts[index] += 1
-                t = counts[index]
-                num_update = max(t, num_update)
-
-                lr = sched(num_update) if sched is not None else base_lr
-                wd = base_wd
-                if any_mult:
-                    if index in param_dict:
-                        lr *= param_dict[index].lr_mult
-                    elif index in lr_mult:
-                        lr *= lr_mult[index]
-                    elif index in idx2name:
-                        lr *= lr_mult.get(idx2name[index], 1.0)
-                    if index in param_dict:
-                        wd *= param_dict[index].wd_mult
-                    elif index in wd_mult:
-                        wd *= wd_mult[index]
-                    elif index in idx2name:
-                        wd *= wd_mult.get(idx2name[index], 1.0)
-
-                correction = corrections.get(t)
-                if correction is None:
-                    coef1 = 1. - beta1**t
-                    coef2 = 1. - beta2**t
-                    if coef1 == 0 or coef2 < 0:
-                        raise ValueError(f"Adam: the bias correction sqrt(1 - beta2**t) / "
-                                         f"(1 - beta1**t) is undefined at t={t} for "
-                                         f"beta1={beta1!r}, beta2={beta2!r}; use betas in [0, 1)")
-                    correction = corrections[t] = math.sqrt(coef2) / coef1
-                lrs.append(lr * correction)
-                wds.append(wd)
-        finally:
-            self.num_update = num_update
+        index at a time: ``_update_count``, ``_get_lr`` (the scheduler at ``num_update``),
+        ``_get_wd``, then the bias correction (:func:`._rates.corrected_lrs`)."""
+        counts, begin = self._index_update_count, self.begin_num_update
+        ts = []
+        for index in indices:
+            t = counts[index] = counts.get(index, begin) + 1
+            ts.append(t)
+        lr_mults, wd_mults = self._multipliers(indices)
+        sched = self.lr_scheduler
+        lrs, self.num_update = corrected_lrs(ts, self.num_update,
+                                             self.lr if sched is None else sched, lr_mults,
+                                             self.beta1, self.beta2)
+        wd = self.wd
+        wds = [wd] * len(ts) if isinstance(wd_mults, float) else [wd * m for m in wd_mults]
         return lrs, wds
 
 

@@ -25,13 +25,12 @@ from ._checks import (
     mult_table,
     real,
 )
+from ._rates import OVERRIDE, override_base_lr, restore_scheduler, save_scheduler
 
 __all__ = ["Optimizer"]
 
-_OVERRIDE = ("learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in "
-             "optimizer.")
-_FP16 = ("Accumulating with float16 in optimizer can lead to poor accuracy or slow convergence. "
-         "Consider using multi_precision=True option of the optimizer")
+FP16_WARNING = ("Accumulating with float16 in optimizer can lead to poor accuracy or slow "
+                "convergence. Consider using multi_precision=True option of the optimizer")
 
 
 def _is_opt_real(v: Any) -> bool:
@@ -112,12 +111,9 @@ class Optimizer:
         if self.lr_scheduler is None and learning_rate is None:
             learning_rate = 0.01
         self.lr = learning_rate
-        if self.lr_scheduler is not None and learning_rate is not None:
-            if self.lr_scheduler.base_lr != learning_rate:
-                # MXNet prints this (and keeps the warmup_final_lr and base_lr_orig the
-                # scheduler derived from its own base_lr: SPEC_TRAINING C.1)
-                warnings.warn(_OVERRIDE, UserWarning, stacklevel=3)
-                self.lr_scheduler.base_lr = learning_rate
+        # MXNet prints a warning here (SPEC_TRAINING C.1)
+        override_base_lr(self.lr_scheduler, learning_rate,
+                         lambda: warnings.warn(OVERRIDE, UserWarning, stacklevel=5))
         self.wd = wd
         self.lr_mult: dict = {}
         self.wd_mult: dict = {}
@@ -190,18 +186,36 @@ class Optimizer:
 
     def _save_progress(self) -> tuple:
         """What a step changes in Python (counts, ``num_update``, the scheduler's state)."""
-        sched = getattr(self.lr_scheduler, "__dict__", None)
         return (dict(self._index_update_count), self.num_update,
-                None if sched is None else dict(sched))
+                save_scheduler(self.lr_scheduler))
 
     def _restore_progress(self, saved: tuple) -> None:
         """Undo a step that failed before it wrote anything (the dicts keep their identity)."""
         counts, self.num_update, sched = saved
         self._index_update_count.clear()
         self._index_update_count.update(counts)
-        if sched is not None:
-            self.lr_scheduler.__dict__.clear()
-            self.lr_scheduler.__dict__.update(sched)
+        restore_scheduler(self.lr_scheduler, sched)
+
+    def _multipliers(self, indices: Sequence[Any]) -> tuple[Any, Any]:
+        """The lr and wd multipliers of each index, as MXNet's ``_get_lr`` / ``_get_wd`` look
+        them up: ``param_dict[index]`` (Gluon), else the table by index, else by
+        ``idx2name[index]``, else none (1.0). ``(1.0, 1.0)`` when there are no tables at all."""
+        param_dict, lr_mult, wd_mult, idx2name = (self.param_dict, self.lr_mult, self.wd_mult,
+                                                  self.idx2name)
+        if not (param_dict or lr_mult or wd_mult or idx2name):
+            return 1.0, 1.0
+        lrs, wds = [], []
+        for index in indices:
+            if index in param_dict:
+                lm, wm = param_dict[index].lr_mult, param_dict[index].wd_mult
+            else:
+                lm = lr_mult[index] if index in lr_mult else (
+                    lr_mult.get(idx2name[index], 1.0) if index in idx2name else 1.0)
+                wm = wd_mult[index] if index in wd_mult else (
+                    wd_mult.get(idx2name[index], 1.0) if index in idx2name else 1.0)
+            lrs.append(float(lm))
+            wds.append(float(wm))
+        return lrs, wds
 
     # ---- states -------------------------------------------------------------------------------
     def create_state(self, index: Any, weight: Any) -> Any:
@@ -217,7 +231,7 @@ class Optimizer:
             master = _tensors.astype_float32(weight)
             return (master, self.create_state(index, master))
         if _tensors.is_float16(weight) and not self.multi_precision:
-            warnings.warn(_FP16, UserWarning, stacklevel=2)
+            warnings.warn(FP16_WARNING, UserWarning, stacklevel=2)
         return self.create_state(index, weight)
 
     def update(self, index: Any, weight: Any, grad: Any, state: Any) -> None:
