@@ -178,9 +178,25 @@ def _read_torch(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint,
     ok &= _aliasing_allowed(op, addresses, nbytes)
     names = [_device_name(d) for d in devices[:n]]
     if "cpu" in names:
-        bad = _arrays.in_readonly_memory(addresses[:, written], nbytes[:, written])
-        ok &= ~(bad.any(axis=1) & np.array([d == "cpu" for d in names], bool))
+        ok &= ~(_in_readonly_memory(addresses[:, written], nbytes[:, written])
+                & np.array([d == "cpu" for d in names], bool))
     return Bulk("torch", found, ok, addresses, nbytes, sizes, np_dtypes, names)
+
+
+_last_writeable: list = [None]   # the written spans last found in writeable memory
+
+
+def _in_readonly_memory(addresses: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """Per update, whether a written span lies in a read-only mapping. The process's maps cost
+    ~1 ms to read, and a training loop writes the same spans every step (its grads may move, its
+    parameters and states do not), so spans found writeable last time are not read again."""
+    key = addresses.tobytes() + nbytes.tobytes()
+    if _last_writeable[0] == key:
+        return np.zeros(len(addresses), bool)
+    bad = _arrays.in_readonly_memory(addresses, nbytes).any(axis=1)
+    if not bad.any():
+        _last_writeable[0] = key
+    return bad
 
 
 def _canonical(size: tuple, stride: tuple) -> bool:

@@ -166,10 +166,11 @@ def _scalars_for(params: OpParams | Sequence[OpParams], dtype: np.dtype,
 
 
 def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Sequence[Any]],
-        backend: str | None = None) -> list[Any]:
+        backend: str | None = None, versioned: Sequence[str] | None = None) -> list[Any]:
     """Run ``plan`` with hyperparameters ``params`` (one set, or one per update) on the arrays
     ``columns`` it was made for (one list per role of the op, ``out`` last); returns the new
-    weights.
+    weights. ``versioned``: the written roles whose torch tensors get their autograd version
+    bumped (default: every written role).
 
     Every backend is chosen before anything is written (a backend that cannot run raises first).
     """
@@ -196,21 +197,23 @@ def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Seq
     for u in plan.updates:
         results[u.task] = u.result
     if plan.library == "torch":
-        _bump_versions(plan, columns)
+        _bump_versions(plan, columns, plan.op.written if versioned is None else versioned)
     return results
 
 
-def _bump_versions(plan: Plan, columns: Sequence[Sequence[Any]]) -> None:
+def _bump_versions(plan: Plan, columns: Sequence[Sequence[Any]], versioned: Sequence[str]
+                   ) -> None:
     """Writes through a kernel bypass autograd's version counters; bump them as an in-place torch
     op would, so autograd notices a saved tensor that changed."""
     from torch.autograd.graph import increment_version
-    roles = [plan.op.roles.index(r) for r in plan.op.written]
+    roles = [plan.op.roles.index(r) for r in versioned]
     if not plan.updates:
         written: list = [x for k in roles for x in columns[k]]
     else:
         batched = [t for b in plan.batches for t in b.tasks.tolist()]
         written = [columns[k][t] for t in batched for k in roles]
-        written += [t for u in plan.updates for t in u.written]
+        which = [plan.op.written.index(r) for r in versioned]
+        written += [u.written[i] for u in plan.updates if u.written for i in which]
     if written:
         increment_version(written)
 

@@ -44,7 +44,8 @@ class Planner:
             self._kept.clear()
 
     def run(self, columns: Sequence[Sequence[Any]], params: OpParams | Sequence[OpParams],
-            backend: str | None = None, prefix: Callable[[int], str] | None = None) -> list[Any]:
+            backend: str | None = None, prefix: Callable[[int], str] | None = None,
+            versioned: Sequence[str] | None = None) -> list[Any]:
         """Validate (or re-check) and run a batch of updates; returns the new weights.
 
         Args:
@@ -54,20 +55,23 @@ class Planner:
             params: one parsed parameter set for every update, or one per update.
             backend: a backend name, or None for the best available one.
             prefix: what error messages call update ``t`` (default ``"[t] "``).
+            versioned: the written roles whose torch tensors get their autograd version bumped,
+                as an in-place torch op does (default: all; an optimizer's own states, which
+                no graph holds, need none).
         """
         columns = _with_outputs(columns)
         printed = bulk.fingerprint(columns)
         if printed is not None:
             made = self._kept_plan(printed)
             if made is not None:
-                return plan.run(made, params, columns, backend)
+                return plan.run(made, params, columns, backend, versioned)
         found = bulk.read(self.op, columns, printed) if printed is not None else None
         if found is not None and found.ok.all():
             made = self._plan_bulk(found)
             if made is not None:
-                return plan.run(made, params, columns, backend)
+                return plan.run(made, params, columns, backend, versioned)
         made = self._plan_general(columns, params, found, prefix or _position)
-        return plan.run(made, params, columns, backend)
+        return plan.run(made, params, columns, backend, versioned)
 
     # ---- the kept plans ----------------------------------------------------------------------
     def _kept_plan(self, printed: bulk.Fingerprint) -> plan.Plan | None:

@@ -128,8 +128,11 @@ def _check_written(name: str, x: Any) -> None:
         raise ValueError(f"{name} is read-only, but adam_update writes it in place; pass a "
                          f"writeable array (e.g. {name}.copy())")
     view = _arrays.address_view(x)
-    if _arrays.is_torch_tensor(x) and x.device.type == "cpu" and view.size and bool(
-            _arrays.in_readonly_memory(*_arrays.byte_bounds_span(view))):
+    # only memory torch did not allocate (from_numpy, from_buffer, DLPack: storage that cannot
+    # be resized) can be a read-only mapping; reading the process's maps costs ~1 ms
+    if (_arrays.is_torch_tensor(x) and x.device.type == "cpu" and view.size
+            and not x.untyped_storage().resizable()
+            and bool(_arrays.in_readonly_memory(*_arrays.byte_bounds_span(view)))):
         raise ValueError(f"{name} lies in read-only memory (a read-only NumPy array or file "
                          f"mapping wrapped by torch.from_numpy?), but adam_update writes it in "
                          f"place; pass a writeable tensor (e.g. {name}.clone())")

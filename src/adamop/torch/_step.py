@@ -211,11 +211,11 @@ def run(work: Work, planner: Planner, scratch: dict, label: Any) -> None:
         elif kind.startswith("bfloat16"):
             grads32 = _float32_grads(col.gs, scratch, kind.endswith("sparse"))
             planner.run([col.masters, grads32, col.ms, col.vs, col.masters],
-                        _op_params(col.runs), prefix=prefix)
+                        _op_params(col.runs), prefix=prefix, versioned=())   # states only
             torch._foreach_copy_(col.ws, col.masters)   # round to nearest even, as MXNet's cast
         else:
             planner.run([col.ws, col.gs, col.ms, col.vs, col.ws], _op_params(col.runs),
-                        prefix=prefix)
+                        prefix=prefix, versioned=("out",))   # the parameters, not the states
 
 
 def commit(opt: Any, work: Work) -> None:
