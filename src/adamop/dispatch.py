@@ -106,7 +106,23 @@ def explain(device: str = "cpu") -> list[tuple[str, str | None]]:
 
 def select(device: str, explicit: str | None = None) -> tuple[KernelSpec, ModuleType]:
     """The backend for arrays on ``device``: ``explicit`` if given, else ``$ADAMOP_BACKEND`` if
-    set, else the best available one."""
+    set, else the best available one.
+
+    A choice that succeeded is remembered (keyed also by ``$ADAMOP_BACKEND`` and
+    ``$TRITON_INTERPRET``): finding packages and probing devices costs ~10 us a call, more than a
+    small update, and their answers do not change while a process runs."""
+    key = (device, explicit, os.environ.get("ADAMOP_BACKEND"), os.environ.get("TRITON_INTERPRET"),
+           len(_REGISTRY))
+    chosen = _CHOSEN.get(key)
+    if chosen is None:
+        chosen = _CHOSEN[key] = _select(device, explicit)
+    return chosen
+
+
+_CHOSEN: dict[tuple, tuple[KernelSpec, ModuleType]] = {}
+
+
+def _select(device: str, explicit: str | None) -> tuple[KernelSpec, ModuleType]:
     source, fix = "", "Leave backend=None to choose automatically"
     if not explicit and os.environ.get("ADAMOP_BACKEND"):
         explicit = os.environ["ADAMOP_BACKEND"]

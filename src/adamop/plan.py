@@ -138,15 +138,16 @@ class Plan:
     batches: list[DenseBatch]
     updates: list[Update]
     library: str
+    device_types: list[str] = field(default_factory=list)   # of the batches and updates
+
+    def __post_init__(self) -> None:
+        self.device_types = list(dict.fromkeys(_device_type(d) for d in
+                                               [b.device for b in self.batches]
+                                               + [u.device for u in self.updates]))
 
     @property
     def holds_arrays(self) -> bool:
         return bool(self.updates)
-
-    @property
-    def devices(self) -> list[str]:
-        return list(dict.fromkeys([b.device for b in self.batches]
-                                  + [u.device for u in self.updates]))
 
 
 def _device_type(device: str) -> str:
@@ -174,8 +175,7 @@ def run(plan: Plan, params: OpParams | Sequence[OpParams], columns: Sequence[Seq
 
     Every backend is chosen before anything is written (a backend that cannot run raises first).
     """
-    chosen = {dev: dispatch.select(dev, backend)
-              for dev in dict.fromkeys(map(_device_type, plan.devices))}
+    chosen = {dev: dispatch.select(dev, backend) for dev in plan.device_types}
     # every update's arrays as its backend takes them, before anything is written
     converted = [tuple(_arrays.as_library(a, chosen[_device_type(u.device)][0].array_library)
                        for a in u.arrays) for u in plan.updates]

@@ -109,37 +109,47 @@ def _one_minus_impl(b, like):
 
 
 @njit(**_INLINE)
-def _prologue(gi, wi, sc, h):
-    """The gradient the moments see, before clipping: ``grad*rg + w*wd`` (reference._prologue)."""
-    return _r(_r(gi * sc[5], h) + _r(wi * sc[4], h), h)
+def _consts(sc, h):
+    """The scalars as locals, read once per range rather than per element (LLVM cannot hoist
+    loads from ``sc`` past the stores to arrays it cannot prove distinct): ``lr, beta1, beta2,
+    epsilon, wd, rescale_grad, clip_gradient, 1-beta1, 1-beta2``."""
+    return (sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], _one_minus(sc[1], h),
+            _one_minus(sc[2], h))
 
 
 @njit(**_INLINE)
-def _tail(w, g, m, v, sc, clip, square_first, h):
-    """Clip, the moments and the new weight from the rescaled gradient ``g`` (reference._step)."""
-    c = sc[6]
+def _prologue(gi, wi, k, h):
+    """The gradient the moments see, before clipping: ``grad*rg + w*wd`` (reference._prologue)."""
+    return _r(_r(gi * k[5], h) + _r(wi * k[4], h), h)
+
+
+@njit(**_INLINE)
+def _tail(w, g, m, v, k, clip, square_first, h):
+    """Clip, the moments and the new weight from the rescaled gradient ``g`` (reference._step);
+    ``k`` is :func:`_consts`."""
+    c = k[6]
     if clip:
         # (g > c) ? c : ((g < -c) ? -c : g): NaN passes, +-inf become +-c
         g = c if g > c else (-c if g < -c else g)
-    m = _r(_r(sc[1] * m, h) + _r(_one_minus(sc[1], h) * g, h), h)
-    one_minus_beta2 = _one_minus(sc[2], h)
+    m = _r(_r(k[1] * m, h) + _r(k[7] * g, h), h)
     if square_first:
-        t = _r(one_minus_beta2 * _r(g * g, h), h)
+        t = _r(k[8] * _r(g * g, h), h)
     else:
-        t = _r(_r(one_minus_beta2 * g, h) * g, h)
-    v = _r(_r(sc[2] * v, h) + t, h)
-    w = _r(w - _r(_r(sc[0] * m, h) / _r(_r(np.sqrt(v), h) + sc[3], h), h), h)
+        t = _r(_r(k[8] * g, h) * g, h)
+    v = _r(_r(k[2] * v, h) + t, h)
+    w = _r(w - _r(_r(k[0] * m, h) / _r(_r(np.sqrt(v), h) + k[3], h), h), h)
     return w, m, v
 
 
 @njit(**_INLINE)
 def _dense_range(w, g, m, v, out, lo, hi, sc, clip, square_first):
+    k = _consts(sc, w)
     # unsigned bounds: Numba then skips negative-index wraparound, which otherwise stops LLVM
     # from vectorising the loop (measured: 2-3x slower)
     for i in range(np.uint64(lo), np.uint64(hi)):
         wi = _ld(w, i)
-        gi = _prologue(_ld(g, i), wi, sc, w)
-        wn, mn, vn = _tail(wi, gi, _ld(m, i), _ld(v, i), sc, clip, square_first, w)
+        gi = _prologue(_ld(g, i), wi, k, w)
+        wn, mn, vn = _tail(wi, gi, _ld(m, i), _ld(v, i), k, clip, square_first, w)
         _st(m, i, mn)
         _st(v, i, vn)
         _st(out, i, wn)
@@ -192,10 +202,11 @@ def _mp_range(w32, g, m, v, w16, lo, hi, sc, clip, square_first):
     """The multi-precision update of elements [lo, hi): the float32 master copy ``w32``, mean
     and var as in ``_dense_range`` (the grad widened from its own dtype), then the new master
     rounded to float16 (nearest even) into ``w16`` (its bits)."""
+    k = _consts(sc, w32)
     for i in range(np.uint64(lo), np.uint64(hi)):
         wi = w32[i]
-        gi = _prologue(_ld(g, i), wi, sc, w32)
-        wn, mn, vn = _tail(wi, gi, m[i], v[i], sc, clip, square_first, w32)
+        gi = _prologue(_ld(g, i), wi, k, w32)
+        wn, mn, vn = _tail(wi, gi, m[i], v[i], k, clip, square_first, w32)
         m[i] = mn
         v[i] = vn
         w32[i] = wn
@@ -219,16 +230,17 @@ def mp_multi(addr, items, rows, sc, clip, square_first, glike):
 
 
 @njit(**_INLINE)
-def _row(w, gd, m, v, out, r, k, n, sc, clip, square_first):
-    """Row r of the table with grad row k (k < 0: no grad row, ``g = w*wd``). Indexing the 2-D
-    arrays with unsigned column indices (no row views, no wraparound) lets LLVM vectorise."""
+def _row(w, gd, m, v, out, r, gr, n, kc, clip, square_first):
+    """Row r of the table with grad row gr (gr < 0: no grad row, ``g = w*wd``); ``kc`` is
+    :func:`_consts`. Indexing the 2-D arrays with unsigned column indices (no row views, no
+    wraparound) lets LLVM vectorise."""
     for j in range(np.uint64(n)):
         wi = _ld(w, (r, j))
-        if k >= 0:
-            gi = _prologue(_ld(gd, (k, j)), wi, sc, w)
+        if gr >= 0:
+            gi = _prologue(_ld(gd, (gr, j)), wi, kc, w)
         else:
-            gi = _r(wi * sc[4], w)
-        wn, mn, vn = _tail(wi, gi, _ld(m, (r, j)), _ld(v, (r, j)), sc, clip, square_first, w)
+            gi = _r(wi * kc[4], w)
+        wn, mn, vn = _tail(wi, gi, _ld(m, (r, j)), _ld(v, (r, j)), kc, clip, square_first, w)
         _st(m, (r, j), mn)
         _st(v, (r, j), vn)
         _st(out, (r, j), wn)
@@ -285,9 +297,10 @@ def indices_ok(idx, rows):
 def lazy(w, gd, idx, m, v, out, sc, clip, square_first):
     """Lazy row_sparse: only rows ``idx`` change."""
     n, nnz = w.shape[1], idx.shape[0]
+    kc = _consts(sc, w)
     for k in prange(nnz):
         _prefetch_ahead(w, m, v, idx, k)
-        _row(w, gd, m, v, out, idx[k], k, n, sc, clip, square_first)
+        _row(w, gd, m, v, out, idx[k], k, n, kc, clip, square_first)
 
 
 @njit(**_JIT)
@@ -295,12 +308,13 @@ def std(w, gd, idx, m, v, out, sc, clip, square_first):
     """Standard row_sparse: every row; rows without a grad row use ``g = w*wd`` alone."""
     rows, n = w.shape[0], w.shape[1]
     block = max(1, _STD_BLOCK // max(n, 1))
+    kc = _consts(sc, w)
     for b in prange((rows + block - 1) // block):
         r0, r1 = b * block, min(rows, (b + 1) * block)
         k = np.searchsorted(idx, r0)
         for r in range(r0, r1):
             if k < idx.shape[0] and idx[k] == r:
-                _row(w, gd, m, v, out, r, k, n, sc, clip, square_first)
+                _row(w, gd, m, v, out, r, k, n, kc, clip, square_first)
                 k += 1
             else:
-                _row(w, gd, m, v, out, r, -1, n, sc, clip, square_first)
+                _row(w, gd, m, v, out, r, -1, n, kc, clip, square_first)
