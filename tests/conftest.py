@@ -42,3 +42,18 @@ def backend(request) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20241125)
+
+
+@pytest.fixture(params=["small work on one thread", "every launch threaded"])
+def launch_mode(request, monkeypatch) -> str:
+    """The numba backend runs small work on the calling thread alone; "every launch threaded"
+    sends every size through the thread pool, so that both launches are checked bit for bit.
+    (The numpy backend runs the same either way.)"""
+    if request.param == "every launch threaded":
+        try:
+            from adamop.backends import numba_backend
+        except ImportError:   # no numba: nothing launches threads
+            pass
+        else:
+            monkeypatch.setattr(numba_backend, "ONE_THREAD_UP_TO", -1)
+    return request.param

@@ -75,14 +75,14 @@ def _check(backend, w, g, m, v, params, what, out_is="weight"):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("clip", CLIPS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_dense_random(backend, rng, dtype, clip, shape):
+def test_dense_random(backend, launch_mode, rng, dtype, clip, shape):
     w, g, m, v = _states(rng, shape, dtype)
     _check(backend, w, g, m, v, _params(clip), f"{backend} {np.dtype(dtype)} {shape} clip={clip}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("clip", CLIPS)
-def test_dense_special_values(backend, rng, dtype, clip):
+def test_dense_special_values(backend, launch_mode, rng, dtype, clip):
     w, g, m, v = _states(rng, (3001,), dtype, special=True)
     _check(backend, w, g, m, v, _params(clip), f"{backend} {np.dtype(dtype)} special clip={clip}")
 
@@ -105,7 +105,7 @@ _LAYOUTS = {
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", list(_LAYOUTS))
-def test_dense_strided(backend, rng, dtype, layout):
+def test_dense_strided(backend, launch_mode, rng, dtype, layout):
     shape = (2051,) if layout in ("step2", "reversed") else (37, 66)
     base = _states(rng, shape, dtype)
     if layout == "mixed":
@@ -166,7 +166,7 @@ def test_torch_zero_copy(backend, rng):
 
 
 # ---- many tensors ------------------------------------------------------------------------
-def test_multi_2000_small_tensors(backend, rng):
+def test_multi_2000_small_tensors(backend, launch_mode, rng):
     n = 2000
     dtypes = [DTYPES[i % 3] for i in range(n)]
     shapes = [(int(rng.integers(0, 40)),) if i % 7 else (3, int(rng.integers(1, 9)))
@@ -208,7 +208,7 @@ def test_multi_large_tensors_in_chunks(backend, rng):
 @pytest.mark.parametrize("clip", [-1.0, 0.5, 0.0])
 @pytest.mark.parametrize("shape,density", [((1000,), 0.1), ((300, 7), 0.3), ((50, 3, 5), 0.0),
                                            ((64, 33), 1.0), ((10, 4), 0.5)])
-def test_row_sparse(backend, rng, lazy, dtype, clip, shape, density):
+def test_row_sparse(backend, launch_mode, rng, lazy, dtype, clip, shape, density):
     w, _, m, v = _states(rng, shape, dtype, special=(shape == (10, 4)))
     rows = np.sort(rng.choice(shape[0], int(shape[0] * density), replace=False)).astype(np.int64)
     gdata = (rng.standard_normal((rows.shape[0],) + shape[1:]) * 3).astype(dtype)
@@ -327,6 +327,27 @@ def test_no_contraction_in_generated_code(numba_kernels):
     asm = fresh.inspect_asm(fresh.signatures[0]).lower()
     assert "fmadd" not in asm and "fmsub" not in asm and "fnmadd" not in asm
     assert "vsqrtps" in asm and "vdivps" in asm, "the update loop is not vectorised"
+
+
+def test_small_work_runs_on_the_calling_thread_and_the_thread_count_is_restored(numba_kernels):
+    import numba
+    from adamop.backends import numba_backend
+    before = numba.get_num_threads()
+    assert before > 1, "this machine runs one Numba thread: nothing to check"
+    seen = []
+
+    def probe(*_):
+        seen.append(numba.get_num_threads())
+
+    def fails(*_):
+        raise RuntimeError("kernel failed")
+
+    numba_backend.launch(probe, numba_backend.ONE_THREAD_UP_TO)
+    numba_backend.launch(probe, numba_backend.ONE_THREAD_UP_TO + 1)
+    assert seen == [1, before]
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        numba_backend.launch(fails, 10)
+    assert numba.get_num_threads() == before
 
 
 def test_info_reports_threads(numba_kernels):

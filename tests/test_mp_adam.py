@@ -35,7 +35,7 @@ def _on_torch(backend: str) -> bool:
 @pytest.mark.parametrize("gdtype", [np.float16, np.float32])
 @pytest.mark.parametrize("shape", [(0,), (1,), (7,), (1025,), (6, 42, 13)])
 @pytest.mark.parametrize("clip", [-1.0, 0.0, 0.3])
-def test_equals_the_three_operations(backend, rng, gdtype, shape, clip):
+def test_equals_the_three_operations(backend, launch_mode, rng, gdtype, shape, clip):
     w16, g, m, v, w32 = _state(rng, shape, gdtype)
     kw = dict(KW, clip_gradient=clip)
     want = _three_ops(w16, g, m, v, w32, **kw)
@@ -62,7 +62,7 @@ def test_any_layout(backend, rng, layout):
         assert_bitexact(a, b, f"{backend} {layout}: {name}")
 
 
-def test_many_tensors_in_one_call(backend, rng):
+def test_many_tensors_in_one_call(backend, launch_mode, rng):
     n = 300
     states = [_state(rng, (int(rng.integers(0, 3000)),), (np.float16, np.float32)[i % 2])
               for i in range(n)]

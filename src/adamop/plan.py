@@ -99,7 +99,6 @@ class DenseBatch:
 
     Attributes:
         device: 'cpu', 'cuda:0', ...
-        dtype: the arrays' numpy dtype.
         dtype: the dtype the arithmetic is done in (the op's ``compute_role``'s).
         tasks: int64 [T]: the position of each update in the batch of updates.
         addresses: int64 [T, R]: data addresses of the op's roles (for adam_update: weight,
@@ -108,6 +107,7 @@ class DenseBatch:
         rule: the dense kernel's rule.
         dtypes: the dtype of each role.
         prepared: what a backend made of this batch once (its launch tables), by backend name.
+        elements: the sum of ``sizes``.
     """
 
     device: str
@@ -118,6 +118,10 @@ class DenseBatch:
     rule: PathRule
     dtypes: tuple
     prepared: dict = field(default_factory=dict)
+    elements: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.elements = int(self.sizes.sum())
 
     def view(self, address: int, size: int) -> np.ndarray:
         """A 1-D NumPy array over ``size`` elements at host ``address`` (CPU batches only)."""

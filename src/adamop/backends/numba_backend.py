@@ -19,6 +19,7 @@ from operator import is_
 from types import SimpleNamespace
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 
 from ..params import Scalars
@@ -31,6 +32,26 @@ __all__ = ["adam_dense", "adam_rows", "adam_dense_batch", "mp_adam_dense", "mp_a
 _HALF = np.dtype(np.float16)
 _CHUNK = _k._CHUNK
 _LAUNCH = threading.Lock()   # one parallel kernel at a time (see the module docstring)
+# Waking Numba's sleeping threads costs ~30 us on the 2-core machine (OMP_WAIT_POLICY=PASSIVE),
+# while one core updates 64K cached float32 elements in ~14 us: up to this much work a kernel
+# runs on the calling thread alone (same compiled code; measured 64K: 37 -> 14 us, 4K: 32 ->
+# 4 us; with threads still spinning from a previous kernel, 64K costs 6 -> 13 us).
+ONE_THREAD_UP_TO = 1 << 16
+
+
+def launch(kernel, elements: int, *args) -> None:
+    """``kernel(*args)`` for ``elements`` elements of work, one launch at a time; small work
+    runs on this thread alone (``numba.set_num_threads`` is per thread and is restored)."""
+    with _LAUNCH:
+        if elements > ONE_THREAD_UP_TO:
+            kernel(*args)
+            return
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
 
 
 def _raw(a: np.ndarray) -> np.ndarray:
@@ -79,27 +100,26 @@ def adam_dense(weight, grad, mean, var, out, s: Scalars, rule: PathRule) -> None
         _via_contiguous(_k.dense, (weight, grad, mean, var, out), (), s, square_first)
         return
     w, g, m, v, o = (_raw(a) for a in views)
-    with _LAUNCH:
-        if _same(o, w):
-            _k.dense_inplace(w, g, m, v, s.vector, s.clip, square_first)
-        else:
-            _k.dense(w, g, m, v, o, s.vector, s.clip, square_first)
+    if _same(o, w):
+        launch(_k.dense_inplace, w.size, w, g, m, v, s.vector, s.clip, square_first)
+    else:
+        launch(_k.dense, w.size, w, g, m, v, o, s.vector, s.clip, square_first)
 
 
 def _via_contiguous(kernel, arrays, sparse, s: Scalars, square_first: bool) -> None:
     """Run ``kernel`` on contiguous copies, then write mean, var and out back in that order."""
     w, g, m, v, out = (None if a is None else np.ascontiguousarray(a) for a in arrays)
     m, v, o = m.copy(), v.copy(), out.copy()   # fresh buffers: the kernel sees no aliasing
-    with _LAUNCH:
-        if kernel is _k.dense:
-            kernel(*(_raw(a).reshape(-1) for a in (w, g, m, v, o)), s.vector, s.clip,
-                   square_first)
-        else:
-            gd, idx = sparse
-            n = w.size // w.shape[0]
-            rows = [_raw(a).reshape(a.shape[0], n) for a in (w, m, v, o)]
-            kernel(rows[0], _raw(np.ascontiguousarray(gd)).reshape(gd.shape[0], n), idx,
-                   rows[1], rows[2], rows[3], s.vector, s.clip, square_first)
+    if kernel is _k.dense:
+        launch(kernel, w.size, *(_raw(a).reshape(-1) for a in (w, g, m, v, o)), s.vector,
+               s.clip, square_first)
+    else:
+        gd, idx = sparse
+        n = w.size // w.shape[0]
+        rw, rm, rv, ro = (_raw(a).reshape(a.shape[0], n) for a in (w, m, v, o))
+        launch(kernel, _row_work(kernel, rw, idx), rw,
+               _raw(np.ascontiguousarray(gd)).reshape(gd.shape[0], n), idx, rm, rv, ro, s.vector,
+               s.clip, square_first)
     arrays[2][...] = m
     arrays[3][...] = v
     arrays[4][...] = o
@@ -125,8 +145,13 @@ def adam_rows(weight, grad_data, grad_indices, mean, var, out, s: Scalars,
         return
     w, m, v, o = (_raw(a) for a in views)
     gd = _raw(np.ascontiguousarray(grad_data).reshape(grad_data.shape[0], w.shape[1]))
-    with _LAUNCH:
-        kernel(w, gd, idx, m, v, w if _same(o, w) else o, s.vector, s.clip, square_first)
+    launch(kernel, _row_work(kernel, w, idx), w, gd, idx, m, v, w if _same(o, w) else o,
+           s.vector, s.clip, square_first)
+
+
+def _row_work(kernel, w: np.ndarray, idx: np.ndarray) -> int:
+    """Elements a row kernel updates: the grad's rows (lazy) or the whole table (standard)."""
+    return idx.shape[0] * w.shape[1] if kernel is _k.lazy else w.size
 
 
 def _launch_tables(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> tuple:
@@ -166,9 +191,8 @@ def adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> 
     if not len(batch.sizes):
         return
     like = np.empty(0, np.uint16 if batch.dtype == _HALF else batch.dtype)
-    tables = _launch_tables(batch, scalars, rule)
-    with _LAUNCH:   # the plan's caller keeps the arrays alive
-        _k.dense_multi(batch.addresses, *tables, like)
+    tables = _launch_tables(batch, scalars, rule)   # the plan's caller keeps the arrays alive
+    launch(_k.dense_multi, batch.elements, batch.addresses, *tables, like)
 
 
 def mp_adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) -> None:
@@ -178,8 +202,7 @@ def mp_adam_dense_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule) 
         return
     glike = np.empty(0, np.uint16 if batch.dtypes[1] == _HALF else batch.dtypes[1])
     tables = _launch_tables(batch, scalars, rule)
-    with _LAUNCH:
-        _k.mp_multi(batch.addresses, *tables, glike)
+    launch(_k.mp_multi, batch.elements, batch.addresses, *tables, glike)
 
 
 def mp_adam_dense(weight, grad, mean, var, weight32, out, s: Scalars, rule: PathRule) -> None:
@@ -191,7 +214,7 @@ def mp_adam_dense(weight, grad, mean, var, weight32, out, s: Scalars, rule: Path
     dtypes = (weight.dtype, g.dtype, m.dtype, v.dtype, w32.dtype, o.dtype)
     batch = SimpleNamespace(addresses=np.array(
         [[a.__array_interface__["data"][0] for a in (o, g, m, v, w32, o)]], np.int64),
-        sizes=np.array([o.size], np.int64), dtypes=dtypes, prepared={})
+        sizes=np.array([o.size], np.int64), elements=o.size, dtypes=dtypes, prepared={})
     mp_adam_dense_batch(batch, [s], rule)
     for target, copy in zip((mean, var, weight32, out), (m, v, w32, o)):
         target[...] = copy

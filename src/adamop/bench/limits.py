@@ -1,7 +1,8 @@
 """The benchmark's limits on the CPU: trivial kernels with the update's own memory pattern.
 
-Compiled like the update's kernels (:mod:`adamop.backends.numba_kernels`), so that the fraction
-"adamop / limit" measures the arithmetic and the loop, not the compiler or the memory system.
+Compiled and launched like the update's kernels (:mod:`adamop.backends.numba_kernels`, one thread
+for small work), so that the fraction "adamop / limit" measures the arithmetic and the loop, not
+the compiler, the threads or the memory system.
 """
 from __future__ import annotations
 

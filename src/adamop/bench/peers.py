@@ -92,6 +92,7 @@ LIMIT = "limit (same pattern)"
 def _limit(case: Case, data: dict) -> Runner:
     """The trivial kernel with the case's memory pattern: contiguous arrays of the elements it
     moves, or for lazy row_sparse the same random rows of tables of the same shape."""
+    from ..backends.numba_backend import launch   # one thread for small work, as the update
     from . import limits
     dt = np.dtype(case.dtype)
     raw = np.uint16 if dt == np.float16 else dt   # the trivial kernel only moves the bytes
@@ -100,13 +101,13 @@ def _limit(case: Case, data: dict) -> Runner:
         gd, idx = data["gdata"].view(raw), data["idx"]
 
         def step():
-            limits.limit_rows(w, gd, idx, m, v)
+            launch(limits.limit_rows, idx.shape[0] * case.row_length, w, gd, idx, m, v)
         name = LIMIT + ", random rows"
     else:
         w, g, m, v = (np.ones(case.elements, raw) for _ in range(4))
 
         def step():
-            limits.limit(w, g, m, v)
+            launch(limits.limit, case.elements, w, g, m, v)
         name = LIMIT
     step()   # compiles
     return Runner(name, "limit", step, case.bytes)
