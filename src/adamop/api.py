@@ -86,6 +86,11 @@ def _signature(op: OpDef, inputs: Sequence[str]) -> inspect.Signature:
     return inspect.Signature(params)
 
 
+# Plans kept for single updates: a loop calling ``adam_update`` once per parameter (as MXNet's
+# updater did) finds each parameter's plan again; ~2 KB a plan.
+_ONE_UPDATE_PLANS = 1024
+
+
 def make_functions(op: OpDef, planner: Planner) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The imperative functions of ``op``: one update, and a batch of updates (``<name>_multi``)."""
     names = set(op.param_names)
@@ -125,7 +130,7 @@ def make_functions(op: OpDef, planner: Planner) -> tuple[Callable[..., Any], Cal
         outs = list(out) if out is not None else [None] * n
         return planner.run([list(x) for x in lists] + [outs], parsed, backend)
 
-    planner_one = Planner(op, capacity=1)
+    planner_one = Planner(op, capacity=_ONE_UPDATE_PLANS)
     update.__signature__ = _signature(op, op.inputs)
     update_multi.__signature__ = _signature(op, [f"{name}s" for name in op.inputs])
     update.__name__, update_multi.__name__ = op.name, f"{op.name}_multi"

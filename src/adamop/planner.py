@@ -27,16 +27,20 @@ __all__ = ["Planner"]
 
 
 class Planner:
-    """Plans batches of updates of one operator, keeping the last few that need no arrays.
+    """Plans batches of updates of one operator, keeping the most recent ones that need no
+    arrays, found by their fingerprint's digest (one dict lookup, however many are kept).
 
     Args:
         op: the operator (its inputs, storage rule and kernel rules).
-        capacity: how many plans to keep (a training loop alternates between very few).
+        capacity: how many plans to keep: a training loop that updates a whole model per call
+            alternates between very few; one that calls ``adam_update`` per parameter needs
+            one per parameter.
     """
 
     def __init__(self, op: OpDef, capacity: int = 4):
         self.op, self.capacity = op, capacity
-        self._kept: list[tuple[bulk.Fingerprint, plan.Plan]] = []
+        # digest -> (fingerprint, plan), least recently used first
+        self._kept: dict[Any, tuple[bulk.Fingerprint, plan.Plan]] = {}
         self._lock = threading.Lock()   # one planner may serve many threads
 
     def clear(self) -> None:
@@ -76,18 +80,20 @@ class Planner:
     # ---- the kept plans ----------------------------------------------------------------------
     def _kept_plan(self, printed: bulk.Fingerprint) -> plan.Plan | None:
         with self._lock:
-            for i, (kept_print, kept) in enumerate(self._kept):
-                if bulk.same(kept_print, printed):
-                    if i:
-                        self._kept.insert(0, self._kept.pop(i))
-                    return kept
-        return None
+            entry = self._kept.pop(printed.digest, None)
+            if entry is None:
+                return None
+            self._kept[printed.digest] = entry   # now the most recently used
+        return entry[1] if bulk.same(entry[0], printed) else None
 
     def _keep(self, printed: bulk.Fingerprint, made: plan.Plan) -> None:
-        kept = bulk.Fingerprint(printed.library, printed.key, [], printed.in_place)   # no arrays
+        kept = bulk.Fingerprint(printed.library, printed.key, [], printed.in_place,
+                                printed.digest)   # no arrays
         with self._lock:
-            self._kept.insert(0, (kept, made))
-            del self._kept[self.capacity:]
+            self._kept.pop(printed.digest, None)
+            self._kept[printed.digest] = (kept, made)
+            while len(self._kept) > self.capacity:
+                del self._kept[next(iter(self._kept))]
 
     # ---- making plans ------------------------------------------------------------------------
     def _plan_bulk(self, found: bulk.Bulk) -> plan.Plan | None:

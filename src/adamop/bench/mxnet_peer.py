@@ -28,7 +28,11 @@ class MXNetPeer:
         self.proc = subprocess.Popen([python, str(SIDE)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env=env)
-        self.version = "unknown"
+        self.version = "unknown"   # asked now, for the machine description written first
+        try:
+            self.version = self._ask({"op": "version"})["version"]
+        except (RuntimeError, KeyError, ValueError, OSError):
+            pass   # a side process that cannot serve says why at the first case
 
     def _ask(self, msg: dict) -> dict:
         self.proc.stdin.write(json.dumps(msg) + "\n")

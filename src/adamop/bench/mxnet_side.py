@@ -57,7 +57,9 @@ def main():
         try:
             if msg["op"] == "quit":
                 break
-            if msg["op"] == "setup":
+            if msg["op"] == "version":
+                reply = {"ok": True, "version": mx.__version__}
+            elif msg["op"] == "setup":
                 setup(msg["case"], msg["lr"])
                 reply = {"ok": True, "version": mx.__version__}
             else:

@@ -199,7 +199,8 @@ def run(work: Work, planner: Planner, scratch: dict, label: Any) -> None:
         for col in work.columns.values():
             _precheck(col, label)
     for kind, col in work.columns.items():
-        prefix = (lambda t, col=col: f"{label(col.params[t])}: ")
+        def prefix(t: int, col: Column = col) -> str:   # an error's subject, made only on error
+            return f"{label(col.params[t])}: "
         if kind.startswith("float16"):
             lrs = [lr for _, lr, _, n in col.runs for _ in range(n)]
             wds = [wd for _, _, wd, n in col.runs for _ in range(n)]
