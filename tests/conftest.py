@@ -2,6 +2,7 @@
 automatically; an unavailable one skips with its reason."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # mxnet_oracle.py, ca
 from adamop import dispatch  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def dev_runs() -> tuple[dict, list]:
+    """The MXNet-recorded optimizer runs (``data/optimizer_dev.npz``, layout in
+    ``data/TRAINING_README.md``): its arrays by name, and its runs' manifest entries."""
+    with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return arrays, json.loads(str(arrays["manifest"]))["runs"]
 
 # Property and fuzz tests: "ci" (the default) is derandomised with a fixed example budget, so every
 # run draws the same examples; HYPOTHESIS_PROFILE=explore searches longer, at random.

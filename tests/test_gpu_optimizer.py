@@ -5,12 +5,11 @@ step. Skips (with the reason) where torch sees no CUDA device; on a machine with
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from conftest import DATA
+from conftest import dev_runs
 from optimizer_runs import replay
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
@@ -19,9 +18,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason="needs a CUDA device: torch.cuda.is_available() is False")]
 
-with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
-    ARRAYS = {k: _z[k] for k in _z.files}
-RUNS = json.loads(str(ARRAYS["manifest"]))["runs"]
+ARRAYS, RUNS = dev_runs()
 
 
 def _cuda(x: np.ndarray):

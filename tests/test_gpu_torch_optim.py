@@ -7,11 +7,10 @@ runs it. About 10 s on a GPU.
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import dev_runs
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
 
@@ -24,9 +23,7 @@ from torch_runs import replay
 
 from adamop.torch import Adam
 
-with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
-    ARRAYS = {k: _z[k] for k in _z.files}
-RUNS = json.loads(str(ARRAYS["manifest"]))["runs"]
+ARRAYS, RUNS = dev_runs()
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[r["name"] for r in RUNS])

@@ -6,7 +6,6 @@ Expected numbers come from the MXNet-recorded dev runs (``data/optimizer_dev.npz
 from __future__ import annotations
 
 import copy
-import json
 import pickle
 
 import numpy as np
@@ -15,12 +14,11 @@ import pytest
 import adamop
 from adamop import RowSparseArray, lr_scheduler, optimizer, sym
 from adamop.bitwise import mismatch
-from conftest import DATA
+from conftest import dev_runs
 from optimizer_runs import build
 
-with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
-    Z = {k: _z[k] for k in _z.files}
-RUNS = {r["name"]: r for r in json.loads(str(Z["manifest"]))["runs"]}
+Z, _RUNS = dev_runs()
+RUNS = {r["name"]: r for r in _RUNS}
 ADAM_KEYS = ["_all_index_update_counts", "_index_update_count", "aggregate_num",
              "allow_np_array", "begin_num_update", "beta1", "beta2", "clip_gradient", "epsilon",
              "idx2name", "lazy_update", "lr", "lr_mult", "lr_scheduler", "multi_precision",

@@ -6,18 +6,12 @@ About 3 s.
 """
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 
-from conftest import DATA
+from conftest import dev_runs
 from optimizer_runs import replay
 
-FIXTURE = DATA / "optimizer_dev.npz"
-with np.load(FIXTURE, allow_pickle=False) as _z:
-    ARRAYS = {k: _z[k] for k in _z.files}
-RUNS = json.loads(str(ARRAYS["manifest"]))["runs"]
+ARRAYS, RUNS = dev_runs()
 NAMES = [r["name"] for r in RUNS]
 
 

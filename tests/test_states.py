@@ -1,9 +1,9 @@
 """adamop.states against ``.states`` files MXNet 1.9.1 wrote, and against hostile pickles.
 
-The optimizer and scheduler classes here are stand-ins that honour the contract of
-/CONTRACT_STATES (``mxnet_class``, ``__getstate__`` = MXNet's attribute dict, ``__new__`` +
-``__setstate__``), installed where ``adamop.states`` looks them up; they check the seam, not the
-optimizer. About 1 s.
+The optimizer and scheduler classes here are stand-ins that honour the contract
+``adamop.states`` relies on (a ``mxnet_class`` attribute, ``__getstate__`` = MXNet's attribute
+dict, ``__new__`` + ``__setstate__``), installed where ``adamop.states`` looks them up; they check
+the seam, not the optimizer. About 1 s.
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import doctest
 import io
-import json
 import pickle
 
 import numpy as np
@@ -17,16 +16,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import DATA
+from conftest import dev_runs
 from torch_runs import replay
 
 import adamop.torch
 from adamop.lr_scheduler import FactorScheduler, PolyScheduler
 from adamop.torch import Adam
 
-with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as _z:
-    ARRAYS = {k: _z[k] for k in _z.files}
-RUNS = json.loads(str(ARRAYS["manifest"]))["runs"]
+ARRAYS, RUNS = dev_runs()
 NAMES = [r["name"] for r in RUNS]
 
 

@@ -276,7 +276,13 @@ def _torch_sparse(case: Case, data: dict) -> list[Runner]:
 
 # ---- NumPy, one ufunc per operation --------------------------------------------------------
 def _numpy_update(w, g, m, v, t, u, c) -> None:
-    """MXNet's dense formula (no clipping) with one ufunc call per operation, in place."""
+    """MXNet's dense formula (no clipping) with one ufunc call per operation, in place. IEEE
+    results are intended (float16's epsilon rounds to 0, so v = 0 divides by zero): no warnings."""
+    with np.errstate(all="ignore"):
+        _numpy_ops(w, g, m, v, t, u, c)
+
+
+def _numpy_ops(w, g, m, v, t, u, c) -> None:
     np.multiply(g, c["rg"], out=t)
     np.multiply(w, c["wd"], out=u)
     np.add(t, u, out=t)
