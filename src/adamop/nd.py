@@ -82,10 +82,12 @@ def load(path: str | os.PathLike, *, as_torch: bool = False) -> Loaded:
 
     Examples:
         >>> import numpy as np, adamop.nd, tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "w.params")
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "w.params")
         >>> adamop.nd.save(path, {"fc1_weight": np.ones((2, 3), np.float32)})
         >>> adamop.nd.load(path)["fc1_weight"].shape
         (2, 3)
+        >>> folder.cleanup()
     """
     source = os.fspath(path)
     with open(source, "rb") as f:
