@@ -19,10 +19,11 @@ update = sym.Group([
     sym.adam_update(sym.var(p), sym.var(p + "_grad"), sym.var(p + "_mean"), sym.var(p + "_var"),
                     lr=0.1, wd=1e-4, name=p + "_adam")
     for p in shapes])
-path = os.path.join(tempfile.mkdtemp(), "update.json")
-update.save(path)                      # mx.sym.load(path) reads this file too
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "update.json")
+    update.save(path)                  # mx.sym.load(path) reads this file too
+    graph = sym.load(path)
 
-graph = sym.load(path)
 arrays = {p: np.zeros(s, np.float32) for p, s in shapes.items()}
 arrays.update({p + "_grad": np.zeros(s, np.float32) for p, s in shapes.items()})
 states = {f"{p}_{k}": np.zeros(s, np.float32) for p, s in shapes.items() for k in ("mean", "var")}

@@ -38,7 +38,9 @@ CHECKS = ["DDP = one process with the averaged gradients", "DDP optimizer states
                     reason="torch.distributed with gloo is not available in this torch build")
 def test_ddp_zero_fsdp2_bit_identical(tmp_path):
     src = str(Path(adamop.__file__).resolve().parents[1])   # the adamop under test
+    # TMPDIR: torchrun's own scratch folders (torchelastic_*) go to the test's folder, not /tmp
     env = {**os.environ, "ADAMOP_DIST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path),
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc-per-node", "2", str(WORKER)],

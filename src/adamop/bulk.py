@@ -40,8 +40,8 @@ class Fingerprint:
     """The cheap part of a bulk read, enough to tell whether a kept plan still applies.
 
     ``every`` holds the arrays read, role by role; with ``in_place`` the outs are the weights
-    themselves and are not read twice. ``digest`` is hashable, and equal for fingerprints that
-    read alike: the whole read for NumPy (its header table's bytes), the addresses for torch."""
+    themselves and are not read twice. ``digest`` (hashable: the library, ``in_place`` and the
+    data addresses) is equal for fingerprints that read alike; :func:`same` then compares the rest."""
 
     library: str
     key: Any
@@ -85,7 +85,7 @@ def fingerprint(columns: Sequence[Sequence[Any]]) -> Fingerprint | None:
     if kinds == {np.ndarray}:
         table = _headers.read(every)
         return Fingerprint("numpy", table, every, in_place,
-                           ("numpy", in_place, len(every), table.tobytes()))
+                           ("numpy", in_place, table[:, _headers.ADDRESS].tobytes()))
     torch = sys.modules.get("torch")
     if torch is not None and kinds <= {torch.Tensor, torch.nn.Parameter}:
         T = torch.Tensor
@@ -102,7 +102,9 @@ def fingerprint(columns: Sequence[Sequence[Any]]) -> Fingerprint | None:
 
 def same(a: Fingerprint, b: Fingerprint) -> bool:
     """True if two fingerprints read alike (the arrays kept their addresses and layouts)."""
-    return a.digest == b.digest and (a.library == "numpy" or a.key == b.key)
+    if a.digest != b.digest:
+        return False
+    return bool(np.array_equal(a.key, b.key)) if a.library == "numpy" else a.key == b.key
 
 
 def read(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint) -> Bulk | None:
