@@ -333,7 +333,9 @@ def test_small_work_runs_on_the_calling_thread_and_the_thread_count_is_restored(
     import numba
     from adamop.backends import numba_backend
     before = numba.get_num_threads()
-    assert before > 1, "this machine runs one Numba thread: nothing to check"
+    if before == 1:
+        pytest.skip("Numba runs one thread here (one core or NUMBA_NUM_THREADS=1): no threads "
+                    "to leave out")
     seen = []
 
     def probe(*_):

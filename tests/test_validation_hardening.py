@@ -91,6 +91,77 @@ def test_read_only_mapping_behind_torch_from_numpy_is_refused(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "refused", proc.stderr[-2000:]
 
 
+def test_a_kept_plan_is_not_run_on_a_new_read_only_mapping_at_its_address(tmp_path):
+    """A plan is kept by address and layout. When the memory at those addresses becomes a
+    read-only mapping and a new tensor wraps it, the next call must read the process's maps again
+    and refuse (it used to trust spans found writeable before: the process died). In a child."""
+    code = textwrap.dedent("""
+        import ctypes, mmap, warnings, numpy as np, torch, adamop
+        warnings.simplefilter("ignore")
+        n = 1 << 16
+        region = mmap.mmap(-1, 4 * n)                  # writeable, page-aligned
+        base = np.frombuffer(region, np.float32, n)
+        g, m, v = torch.ones(n), torch.zeros(n), torch.zeros(n)
+        for call in ("single", "multi"):
+            w = torch.from_numpy(base)
+            step = (lambda w: adamop.adam_update(w, g, m, v, lr=0.1, out=w)) if call == "single" \
+                else (lambda w: adamop.adam_update_multi([w], [g], [m], [v], lr=0.1, out=[w]))
+            step(w)                                    # planned and kept, memory writeable
+            libc = ctypes.CDLL(None)
+            assert libc.mprotect(ctypes.c_void_p(base.ctypes.data), 4 * n, mmap.PROT_READ) == 0
+            try:
+                step(torch.from_numpy(base))           # a new tensor over read-only memory
+            except ValueError as exc:
+                assert "read-only memory" in str(exc), exc
+            else:
+                raise SystemExit("not refused")
+            libc.mprotect(ctypes.c_void_p(base.ctypes.data), 4 * n,
+                          mmap.PROT_READ | mmap.PROT_WRITE)
+        print("refused")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "refused", proc.stderr[-2000:]
+
+
+def test_a_kept_plan_is_not_run_on_an_inference_tensor_at_its_address():
+    """torch refuses to write an inference tensor outside inference mode, and so does adamop. A
+    plan kept for ordinary tensors must not run on an inference tensor over the same memory."""
+    w_np, g_np, m_np, v_np = _arrays(64)
+    w, g, m, v = (torch.from_numpy(a) for a in (w_np, g_np, m_np, v_np))
+    for step in (lambda w: adamop.adam_update(w, g, m, v, lr=0.1, out=w),
+                 lambda w: adamop.adam_update_multi([w], [g], [m], [v], lr=0.1, out=[w])):
+        step(w)   # planned and kept
+        with torch.inference_mode():
+            w_inference = torch.from_numpy(w_np)
+        assert w_inference.is_inference() and w_inference.data_ptr() == w.data_ptr()
+        before = [a.copy() for a in (w_np, m_np, v_np)]
+        with pytest.raises(ValueError, match="read-only"):
+            step(w_inference)
+        _unchanged(before, [w_np, m_np, v_np])
+
+
+@pytest.mark.parametrize("role", ["weight", "grad", "mean"])
+def test_lazily_negated_tensors_are_refused(role):
+    """``z.conj().imag`` is a float view whose memory holds the negated values (torch's negative
+    bit): read raw, the grad's sign was wrong; non-contiguous, the view crashed with a
+    RuntimeError."""
+    arrays = [torch.from_numpy(a) for a in _arrays(8)]
+    i = ("weight", "grad", "mean", "var").index(role)
+    z = torch.complex(torch.zeros(8), arrays[i].clone())
+    for view in (z.conj().imag, torch.complex(torch.zeros(16), torch.ones(16)).conj().imag[::2]):
+        given = list(arrays)
+        given[i] = view
+        assert view.is_neg()
+        before = [a.numpy().copy() for a in arrays]
+        for call in (lambda: adamop.adam_update(*given, lr=0.1, out=given[0]),
+                     lambda: adamop.adam_update_multi(*[[a] for a in given], lr=0.1,
+                                                      out=[given[0]])):
+            with pytest.raises(TypeError, match="negative bit is set.*resolve_neg"):
+                call()
+        _unchanged(before, [a.numpy() for a in arrays])
+
+
 def _bound():
     w, g, m, v = _arrays()
     node = sym.adam_update(sym.var("w"), sym.var("g"), sym.var("m"), sym.var("v"), lr=0.1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import sys
+import weakref
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any, Sequence
@@ -32,6 +33,9 @@ _FLOAT_DESCRS = {id(dt): dt for dt in FLOAT_DTYPES}
 _DTYPE = operator.attrgetter("dtype")
 _DEVICE = operator.attrgetter("device")
 _LAYOUT = operator.attrgetter("layout")
+_RESIZABLE = operator.methodcaller("resizable")
+_TYPE = operator.attrgetter("type")
+_ITEMSIZE = operator.attrgetter("itemsize")
 _NUMPY_DTYPES: dict = {}   # torch float dtype -> numpy dtype, filled on first use
 
 
@@ -93,9 +97,15 @@ def fingerprint(columns: Sequence[Sequence[Any]]) -> Fingerprint | None:
             ptrs = list(map(T.data_ptr, every))
         except RuntimeError:
             return None
-        # (types need no column: Tensor and Parameter are the same to a kernel)
+        # (types need no column: Tensor and Parameter are the same to a kernel). Beside the
+        # layout, what a tensor at a reused address may differ in and the rules depend on: an
+        # inference tensor may not be written, a lazily negated one does not hold its values,
+        # and memory torch did not allocate (storage that cannot be resized) may be read-only.
         return Fingerprint("torch", (ptrs, list(map(T.stride, every)), list(map(T.numel, every)),
-                                     list(map(_DTYPE, every)), list(map(_DEVICE, every))),
+                                     list(map(_DTYPE, every)), list(map(_DEVICE, every)),
+                                     list(map(T.is_inference, every)),
+                                     list(map(T.is_neg, every)),
+                                     list(map(_RESIZABLE, map(T.untyped_storage, every)))),
                            every, in_place, ("torch", in_place, tuple(ptrs)))
     return None
 
@@ -143,10 +153,10 @@ def _read_torch(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint,
     n, r = len(columns[0]), len(op.roles)
     if not _NUMPY_DTYPES:
         _NUMPY_DTYPES.update({getattr(torch, d.name): d for d in FLOAT_DTYPES})
-    every, (ptrs, _, numels, dtypes, devices) = found.every, found.key
+    every, (ptrs, _, numels, dtypes, devices, inference, negated, _) = found.every, found.key
     if found.in_place:   # the outs are the weights: their entries, again
-        every, ptrs, numels, dtypes, devices = (x + x[:n] for x in (every, ptrs, numels, dtypes,
-                                                                     devices))
+        every, ptrs, numels, dtypes, devices, inference, negated = (
+            x + x[:n] for x in (every, ptrs, numels, dtypes, devices, inference, negated))
     # Rules beyond the fingerprint, read only when a plan is made (sizes cost ~0.7 us a tensor).
     if set(map(_LAYOUT, every)) != {torch.strided}:
         return None
@@ -159,7 +169,7 @@ def _read_torch(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint,
     for i in np.flatnonzero(np.fromiter(map(operator.contains, sizes_all, repeat(1)), bool,
                                         r * n) & contiguous).tolist():
         contiguous[i] = _canonical(sizes_all[i], every[i].stride())
-    inference = np.fromiter(map(T.is_inference, every), bool, r * n).reshape(r, n)
+    inference = np.array(inference, bool).reshape(r, n)
     written = [op.roles.index(role) for role in op.written]
 
     def same_across_roles(values: list) -> np.ndarray:
@@ -170,7 +180,8 @@ def _read_torch(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint,
     role_dtypes = [list(map(_NUMPY_DTYPES.get, dtypes[k * n:(k + 1) * n])) for k in range(r)]
     np_dtypes = list(zip(*role_dtypes))
     ok = (same_across_roles(devices) & same_across_roles(sizes_all)
-          & contiguous.reshape(r, n).all(axis=0) & ~inference[written].any(axis=0))
+          & contiguous.reshape(r, n).all(axis=0) & ~inference[written].any(axis=0)
+          & ~np.array(negated, bool).reshape(r, n).any(axis=0))
     ok &= _dtypes_allowed(op, np_dtypes)
     addresses = np.array(ptrs, np.int64).reshape(r, n).T.copy()
     sizes = np.array(numels[:n], np.int64)
@@ -179,25 +190,58 @@ def _read_torch(op: OpDef, columns: Sequence[Sequence[Any]], found: Fingerprint,
     ok &= ((addresses % np.maximum(itemsize, 1)) == 0).all(axis=1)
     ok &= _aliasing_allowed(op, addresses, nbytes)
     names = [_device_name(d) for d in devices[:n]]
-    if "cpu" in names:
-        ok &= ~(_in_readonly_memory(addresses[:, written], nbytes[:, written])
-                & np.array([d == "cpu" for d in names], bool))
+    ok &= ~readonly_writes(op, found)
     return Bulk("torch", found, ok, addresses, nbytes, sizes, np_dtypes, names)
 
 
-_last_writeable: list = [None]   # the written spans last found in writeable memory
+def readonly_writes(op: OpDef, found: Fingerprint) -> np.ndarray:
+    """Per update of a torch fingerprint, whether a tensor it writes lies in read-only memory.
+    Only CPU memory torch did not allocate (``torch.from_numpy``, ``torch.frombuffer``: storage
+    that cannot be resized) can; a batch without such tensors costs one scan of a flag list."""
+    ptrs, _, numels, dtypes, devices, _, _, resizable = found.key
+    rows = len(op.roles) - found.in_place
+    n = len(found.every) // rows
+    bad = np.zeros(n, bool)
+    if False not in resizable:
+        return bad
+    out = len(op.roles) - 1   # with in_place, the out is the weight (row 0)
+    written = sorted({0 if found.in_place and op.roles.index(r) == out else op.roles.index(r)
+                      for r in op.written})
+    entries = (np.array(written)[:, None] * n + np.arange(n)).ravel()
+    fixed = entries[~np.array(resizable, bool)[entries]].tolist()
+    on_cpu = np.fromiter(map(operator.eq, map(_TYPE, _pick(devices, fixed)), repeat("cpu")),
+                         bool, len(fixed))
+    fixed = np.array(fixed, np.int64)[on_cpu].tolist()
+    if fixed:
+        itemsize = np.fromiter(map(_ITEMSIZE, _pick(dtypes, fixed)), np.int64, len(fixed))
+        spans = np.array(ptrs, np.int64)[fixed], np.array(numels, np.int64)[fixed] * itemsize
+        hit = _in_readonly_memory(*spans, _pick(found.every, fixed))
+        np.logical_or.at(bad, np.array(fixed, np.int64)[hit] % n, True)
+    return bad
 
 
-def _in_readonly_memory(addresses: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-    """Per update, whether a written span lies in a read-only mapping. The process's maps cost
-    ~1 ms to read, and a training loop writes the same spans every step (its grads may move, its
-    parameters and states do not), so spans found writeable last time are not read again."""
+def _pick(values: Sequence[Any], at: list) -> tuple:
+    """``values`` at the positions ``at`` (a C-level gather)."""
+    return operator.itemgetter(*at)(values) if len(at) > 1 else tuple(values[i] for i in at)
+
+
+_last_writeable: list = [None]   # (spans, weak references to their tensors) last found writeable
+
+
+def _in_readonly_memory(addresses: np.ndarray, nbytes: np.ndarray, tensors: list
+                        ) -> np.ndarray:
+    """Per span, whether it touches a read-only mapping. The process's maps cost ~1 ms to read,
+    and a training loop writes the same tensors every step, so spans found writeable are not
+    read again while the same tensors (which keep their memory alive) are the ones there: a new
+    tensor at a freed address may be a new mapping, and is read."""
     key = addresses.tobytes() + nbytes.tobytes()
-    if _last_writeable[0] == key:
+    kept = _last_writeable[0]
+    if (kept is not None and kept[0] == key
+            and all(map(operator.is_, map(weakref.ref.__call__, kept[1]), tensors))):
         return np.zeros(len(addresses), bool)
-    bad = _arrays.in_readonly_memory(addresses, nbytes).any(axis=1)
+    bad = _arrays.in_readonly_memory(addresses, nbytes)
     if not bad.any():
-        _last_writeable[0] = key
+        _last_writeable[0] = (key, list(map(weakref.ref, tensors)))
     return bad
 
 

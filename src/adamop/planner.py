@@ -67,7 +67,10 @@ class Planner:
         printed = bulk.fingerprint(columns)
         if printed is not None:
             made = self._kept_plan(printed)
-            if made is not None:
+            # a kept plan's tensors read alike; one that torch did not allocate may still be a new
+            # read-only mapping at a freed address (then the bulk read below refuses it)
+            if made is not None and not (printed.library == "torch"
+                                         and bulk.readonly_writes(self.op, printed).any()):
                 return plan.run(made, params, columns, backend, versioned)
         found = bulk.read(self.op, columns, printed) if printed is not None else None
         if found is not None and found.ok.all():

@@ -36,6 +36,11 @@ def classify(name: str, x: Any, role: str = "") -> tuple[str, Any]:
             raise TypeError(f"{name}: tensor subclass {type(x).__qualname__} is not supported "
                             f"(its memory may not be the tensor's own); pass a plain tensor, e.g. "
                             f"{name}.to_local() for a DTensor or torch.Tensor({name})")
+        if x.is_neg() or x.is_conj():   # a lazy negation or conjugation: memory holds the other
+            bit, fix = ("negative", "resolve_neg") if x.is_neg() else ("conjugate", "resolve_conj")
+            raise TypeError(f"{name}: the tensor's {bit} bit is set (a lazy view, e.g. from "
+                            f".conj().imag), so its memory does not hold its values; pass "
+                            f"{name}.{fix}() (a copy)")
         layout = _arrays.torch_layout(x)
         if layout == "strided":
             return "default", x

@@ -282,6 +282,10 @@ def _run_batch(batch: Any, scalars: Sequence[Scalars], rule: PathRule, *, mp: bo
             raise RuntimeError("an update is being captured in a CUDA graph before it has run "
                                "once with these tensors: run it once before the capture")
         launches = prepared[key] = _launches(batch, device, clips)
+    elif _capturing(device):
+        # a captured graph reads these tables: kept for the process, since a planner may drop
+        # the plan that holds them
+        _CAPTURED[("launches", id(launches))] = launches
     # adam_update: every role of one dtype; mp_adam_update: float32 arithmetic on the master
     dt, gdt = (np.dtype(np.float32), batch.dtypes[1]) if mp else (batch.dtypes[0],) * 2
     flags = _flags(_TORCH_DTYPES[dt])
