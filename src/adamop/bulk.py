@@ -45,7 +45,7 @@ class Fingerprint:
 
     ``every`` holds the arrays read, role by role; with ``in_place`` the outs are the weights
     themselves and are not read twice. ``digest`` (hashable: the library, ``in_place`` and the
-    data addresses) is equal for fingerprints that read alike; :func:`same` then compares the rest."""
+    data addresses) is equal for fingerprints that read alike; :func:`same` compares the rest."""
 
     library: str
     key: Any
