@@ -18,6 +18,25 @@ from adamop import dispatch  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def python_calls(fn) -> int:
+    """Python-level calls (functions and builtins) made while ``fn`` runs, with the garbage
+    collector off (a collection's callbacks, which other tests may register, are not adamop's)."""
+    import gc
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        count += event in ("call", "c_call")
+    gc.disable()
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    return count
+
+
 def dev_runs() -> tuple[dict, list]:
     """The MXNet-recorded optimizer runs (``data/optimizer_dev.npz``, layout in
     ``data/TRAINING_README.md``): its arrays by name, and its runs' manifest entries."""

@@ -17,6 +17,7 @@ updates: every parameter per step, shuffled, or an uneven random subset with rep
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -179,3 +180,18 @@ def make_runs(n: int, seed: int) -> tuple[list[dict], dict[str, np.ndarray]]:
         runs.append(run)
         arrays.update(arr)
     return runs, arrays
+
+
+def mxnet_results(n: int, seed: int) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """``n`` runs drawn with ``seed`` and run by MXNet 1.9.1 (``mxnet_side/optimizer_runs.py``):
+    the runs, their inputs plus MXNet's results, and MXNet's report on each run."""
+    from mxnet_oracle import run_mxnet
+    runs, arrays = make_runs(n, seed)
+    out, report = run_mxnet("optimizer_runs.py", arrays, {"runs": runs})
+    return runs, {**arrays, **out}, report
+
+
+def describe(run: dict, seed: int) -> str:
+    """A run as a failure message shows it: its seed and settings (not its long schedules)."""
+    shown = {k: v for k, v in run.items() if k not in ("schedule", "rescale_grad_per_step")}
+    return f"seed {seed}, run {json.dumps(shown)}"

@@ -85,19 +85,26 @@ def test_gpu_bench_refuses_without_cuda(capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_gpu_bench_check_catches_a_wrong_result(monkeypatch):
-    """The bitwise check before timing fails loudly when adamop's result is off by one ulp."""
+@pytest.fixture
+def reference_off_by_one_ulp(monkeypatch):
+    """The GPU bench's reference answers one ulp off, so that adamop's result fails its check."""
     pytest.importorskip("torch")
     import numpy as np
 
-    from adamop.bench import cases, gpu, peers
-
+    from adamop.bench import gpu
     real = gpu.reference.adam_dense
 
     def off_by_one_ulp(w, g, m, v, out, s, rule):
         real(w, g, m, v, out, s, rule)
         out[0] = np.nextafter(out[0], np.inf)
     monkeypatch.setattr(gpu.reference, "adam_dense", off_by_one_ulp)
+
+
+def test_gpu_bench_check_catches_a_wrong_result(reference_off_by_one_ulp):
+    """The bitwise check before timing fails loudly when adamop's result is off by one ulp."""
+    import numpy as np
+
+    from adamop.bench import cases, gpu, peers
     with pytest.raises(peers.CheckFailed, match="weight differs"):
         gpu.build(cases.Case("dense", "float32", 100), np.random.default_rng(0), device="cpu")
 
@@ -108,20 +115,10 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_failed_check_is_recorded_and_the_next_case_runs(tmp_path, monkeypatch, capsys):
+def test_failed_check_is_recorded_and_the_next_case_runs(tmp_path, reference_off_by_one_ulp,
+                                                          capsys):
     """A case whose adamop result is off by one ulp is reported as failed, nothing of it timed;
     the cases after it still run, and the exit code says that one failed."""
-    pytest.importorskip("torch")
-    import numpy as np
-
-    from adamop.bench import gpu
-
-    real = gpu.reference.adam_dense
-
-    def off_by_one_ulp(w, g, m, v, out, s, rule):
-        real(w, g, m, v, out, s, rule)
-        out[0] = np.nextafter(out[0], np.inf)
-    monkeypatch.setattr(gpu.reference, "adam_dense", off_by_one_ulp)
     md, out_csv = tmp_path / "r.md", tmp_path / "r.csv"
     code = bench.main(["--device", "cuda", "--rehearse", "--reps", "1", "--skip", "foreach",
                        "--cases", "float32 n=262,144", "lazy", "--markdown", str(md), "--csv",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mxnet_oracle import require_mxnet, run_mxnet
 from mxnet_side.ckpt_values import plain
-from test_states import SCHEDULERS, StandInAdam, _Attrs
+from test_states import install_stand_ins
 
 from adamop import RowSparseArray, nd, states
 from adamop import _ndfile as F
@@ -104,7 +104,7 @@ def roundtrip(tmp_path_factory):
     tasks.append({"task": "states_write", "seed": 7, "runs": RUNS})
     first, written = run_mxnet("ckpt_side.py", {}, {"dir": str(folder), "tasks": tasks})
     with pytest.MonkeyPatch.context() as mp:
-        _install_stand_ins(mp)
+        install_stand_ins(mp)
         loaded_states = {}
         for run in RUNS:
             for suffix in ("__states_opt", "__states"):
@@ -148,22 +148,6 @@ def _through_updater(first) -> dict:
             updater.set_states(first[run["name"] + suffix].tobytes())
             out[f"up_{run['name']}{suffix}"] = np.frombuffer(updater.get_states(dump), np.uint8)
     return out
-
-
-def _install_stand_ins(mp):
-    import sys
-    import types
-
-    import adamop.optimizer
-    mp.setattr(adamop.optimizer, "Adam", StandInAdam, raising=False)
-    try:
-        import adamop.lr_scheduler as module
-    except ImportError:
-        module = types.ModuleType("adamop.lr_scheduler")
-        mp.setitem(sys.modules, "adamop.lr_scheduler", module)
-    for n in SCHEDULERS:
-        mp.setattr(module, n, type(n, (_Attrs,), {"mxnet_class": f"mxnet.lr_scheduler.{n}"}),
-                   raising=False)
 
 
 def test_mxnet_files_load_bit_for_bit_and_resave_identically(roundtrip):

@@ -7,7 +7,6 @@ the backend's launchers do. Skipped, with the reason, without a CUDA device.
 from __future__ import annotations
 
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import pytest
 import adamop
 from adamop import RowSparseArray, reference
 from adamop.bitwise import assert_bitexact
+from conftest import python_calls
 from test_gpu import DTYPES, _draw, gpu
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
@@ -189,21 +189,6 @@ def test_host_never_waits_for_the_device_after_warm_up() -> None:
     torch.cuda.synchronize()
 
 
-def _python_calls(fn) -> int:
-    """Python-level calls (functions and builtins) made while ``fn`` runs."""
-    count = 0
-
-    def profile(frame, event, arg):
-        nonlocal count
-        count += event in ("call", "c_call")
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return count
-
-
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("lr", ["one lr", "per-tensor lr"])
@@ -220,6 +205,6 @@ def test_repeated_batched_step_has_no_per_tensor_host_work(lr: str) -> None:
             adamop.adam_update_multi(*lists, lr=lrs, out=lists[0])
         step()
         step()
-        counts[n] = _python_calls(step)
+        counts[n] = python_calls(step)
     torch.cuda.synchronize()
     assert counts[2000] <= counts[20] + 10, f"Python calls per step: {counts}"

@@ -18,9 +18,9 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DATA
+from conftest import dev_runs
 from mxnet_oracle import run_mxnet
-from optimizer_configs import make_runs
+from optimizer_configs import describe, mxnet_results
 from optimizer_runs import replay
 
 pytestmark = pytest.mark.mxnet   # needs the MXNet 1.9.1 side venv (tests/mxnet_oracle.py)
@@ -31,16 +31,13 @@ HIDDEN = ("sym_info", "lr_scheduler")   # compared apart: by value, and attribut
 
 
 @pytest.fixture(scope="module")
-def oracle() -> tuple[list[dict], dict[str, np.ndarray], dict]:
+def oracle() -> tuple[list[dict], dict, dict]:
     """The runs, their inputs plus MXNet's results, and MXNet's report on each run."""
-    runs, arrays = make_runs(N_RUNS, SEED)
-    out, report = run_mxnet("optimizer_runs.py", arrays, {"runs": runs})
-    return runs, {**arrays, **out}, report
+    return mxnet_results(N_RUNS, SEED)
 
 
 def _describe(run: dict) -> str:
-    shown = {k: v for k, v in run.items() if k not in ("schedule", "rescale_grad_per_step")}
-    return f"seed {SEED}, run {json.dumps(shown)}"
+    return describe(run, SEED)
 
 
 def _rows(updater, run: dict, weights: list) -> dict:
@@ -107,9 +104,7 @@ def test_dev_runs_end_with_mxnet_s_pickled_optimizer():
     """After each dev run, adamop's optimizer holds what MXNet pickled at the end of that run
     (``<run>__states``, read by MXNet itself): every attribute, the scheduler's state and the
     indices with states."""
-    with np.load(DATA / "optimizer_dev.npz", allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    runs = json.loads(str(arrays["manifest"]))["runs"]
+    arrays, runs = dev_runs()
     _, pickled = run_mxnet("optimizer_states.py",
                            {k: v for k, v in arrays.items() if k.endswith("__states")})
     assert sorted(pickled) == sorted(r["name"] for r in runs)

@@ -3,9 +3,6 @@ is written) when something changed that invalidates it; a repeated step does no 
 tensor; and the bulk path accepts exactly what the general validation accepts, with its result."""
 from __future__ import annotations
 
-import gc
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +13,7 @@ from adamop import AdamParams, bulk, reference
 from adamop.bitwise import assert_bitexact
 from adamop.ops.adam import ADAM_UPDATE
 from adamop.planner import Planner
+from conftest import python_calls
 
 torch = pytest.importorskip("torch")
 
@@ -25,24 +23,6 @@ def _lists(lib: str, n: int, size: int = 64, dtype=np.float32):
     made = [[rng.standard_normal(size).astype(dtype) for _ in range(n)] for _ in range(4)]
     made[3] = [np.abs(v) for v in made[3]]
     return made if lib == "numpy" else [[torch.from_numpy(a) for a in c] for c in made]
-
-
-def _python_calls(fn) -> int:
-    """Python-level calls (functions and builtins) made while ``fn`` runs (with the garbage
-    collector off: a collection's callbacks, which other tests may register, are not adamop's)."""
-    count = 0
-
-    def profile(frame, event, arg):
-        nonlocal count
-        count += event in ("call", "c_call")
-    gc.disable()
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-        gc.enable()
-    return count
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
@@ -59,7 +39,7 @@ def test_a_repeated_step_does_no_python_work_per_tensor(lib, lr):
             adamop.adam_update_multi(*lists, lr=lrs, out=lists[0])
         step()
         step()
-        counts[n] = _python_calls(step)
+        counts[n] = python_calls(step)
     assert counts[2000] <= counts[20] + 5, f"Python calls per step: {counts}"
 
 

@@ -11,8 +11,6 @@ import json
 import os
 import pickle
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -46,20 +44,22 @@ class StandInAdam(_Attrs):
         self.param_dict = {}
 
 
+def install_stand_ins(patch: pytest.MonkeyPatch) -> dict:
+    """Stand-in Adam and schedulers where adamop.states looks for them (undone with ``patch``);
+    returns the scheduler stand-ins by name."""
+    import adamop.lr_scheduler
+    import adamop.optimizer
+    patch.setattr(adamop.optimizer, "Adam", StandInAdam)
+    made = {n: type(n, (_Attrs,), {"mxnet_class": f"mxnet.lr_scheduler.{n}"}) for n in SCHEDULERS}
+    for name, cls in made.items():
+        patch.setattr(adamop.lr_scheduler, name, cls)
+    return made
+
+
 @pytest.fixture
 def classes(monkeypatch):
     """Stand-in Adam and schedulers where adamop.states looks for them."""
-    import adamop.optimizer
-    monkeypatch.setattr(adamop.optimizer, "Adam", StandInAdam, raising=False)
-    try:
-        import adamop.lr_scheduler as module
-    except ImportError:
-        module = types.ModuleType("adamop.lr_scheduler")
-        monkeypatch.setitem(sys.modules, "adamop.lr_scheduler", module)
-    made = {n: type(n, (_Attrs,), {"mxnet_class": f"mxnet.lr_scheduler.{n}"}) for n in SCHEDULERS}
-    for name, cls in made.items():
-        monkeypatch.setattr(module, name, cls, raising=False)
-    return made
+    return install_stand_ins(monkeypatch)
 
 
 def _expected(folder):

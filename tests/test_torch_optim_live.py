@@ -12,15 +12,13 @@ a group per parameter), compared at every step, bit for bit, with MXNet's warnin
 """
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 pytest.importorskip("torch")
 
-from mxnet_oracle import run_mxnet
-from optimizer_configs import make_runs
+from optimizer_configs import describe, mxnet_results
 from torch_runs import replay
 
 pytestmark = pytest.mark.mxnet   # needs the MXNet 1.9.1 side venv (tests/mxnet_oracle.py)
@@ -31,14 +29,12 @@ SEED = int(os.environ.get("ADAMOP_TORCH_OPT_SEED", "4049"))
 
 @pytest.fixture(scope="module")
 def oracle() -> tuple[list[dict], dict, dict]:
-    runs, arrays = make_runs(N_RUNS, SEED)
-    out, report = run_mxnet("optimizer_runs.py", arrays, {"runs": runs})
-    return runs, {**arrays, **out}, report
+    """The runs, their inputs plus MXNet's results, and MXNet's report on each run."""
+    return mxnet_results(N_RUNS, SEED)
 
 
 def _describe(run: dict) -> str:
-    shown = {k: v for k, v in run.items() if k not in ("schedule", "rescale_grad_per_step")}
-    return f"seed {SEED}, run {json.dumps(shown)}"
+    return describe(run, SEED)
 
 
 @pytest.mark.parametrize("r", range(N_RUNS), ids=lambda r: f"r{r}")
