@@ -160,14 +160,8 @@ class _Resolver:
 def adamop_class(mxnet_class: str) -> type:
     """adamop's class for an MXNet optimizer or scheduler: the one whose ``mxnet_class`` matches,
     looked up in adamop.optimizer and adamop.lr_scheduler when first needed."""
-    import importlib
-    modules = []
-    for name in ("adamop.optimizer", "adamop.lr_scheduler"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            pass
-    for module in modules:
+    from . import lr_scheduler, optimizer   # when first needed: most files hold no optimizer
+    for module in (optimizer, lr_scheduler):
         for obj in vars(module).values():
             if isinstance(obj, type) and getattr(obj, "mxnet_class", None) == mxnet_class:
                 return obj
